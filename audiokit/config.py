@@ -1,0 +1,221 @@
+"""Resolved configuration: TOML file + `-x` + `--set`, validated against the extractor registry.
+
+A `Config` is frozen and hashable; `extractor_hash(name)` fingerprints everything that changes an
+extractor's rows, and is what incremental runs compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from audiokit.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SCHEMA_VERSION = 1
+CHANNEL_POLICIES = ("mix", "first", "each")
+_SECTIONS = ("input", "audio", "run")
+
+
+def default_config_path() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("audiokit.configs").joinpath("default.toml")))
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    extensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    channels: str = "mix"
+    block_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    file_timeout: float = 600.0  # seconds per hour of audio
+    min_file_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Config:
+    chain: tuple[str, ...]
+    params: dict[str, Any] = field(hash=False)  # extractor name -> frozen Params
+    input: InputConfig = InputConfig()
+    audio: AudioConfig = AudioConfig()
+    run: RunConfig = RunConfig()
+
+    def to_dict(self) -> dict:
+        return {
+            "chain": list(self.chain),
+            "input": dataclasses.asdict(self.input),
+            "audio": dataclasses.asdict(self.audio),
+            "run": dataclasses.asdict(self.run),
+            **{name: dataclasses.asdict(self.params[name]) for name in self.chain},
+        }
+
+    def extractor_hash(self, name: str) -> str:
+        """Fingerprint of what determines `name`'s rows: its params, version, channel policy."""
+        from audiokit.extractors import REGISTRY
+
+        payload = {
+            "extractor": name,
+            "version": REGISTRY[name].version,
+            "params": dataclasses.asdict(self.params[name]),
+            "channels": self.audio.channels,
+        }
+        return _digest(payload)
+
+    @property
+    def config_hash(self) -> str:
+        return _digest({name: self.extractor_hash(name) for name in self.chain})
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`mfcc.n_mfcc=40` → ("mfcc", "n_mfcc", 40). Values are TOML; bare words are strings."""
+    key, sep, raw = text.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name:
+        raise ConfigError(f"--set expects SECTION.PARAM=VALUE (e.g. mfcc.n_mfcc=40), got {text!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, name, value
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    extractors: Iterable[str] | None = None,
+    overrides: Iterable[str] = (),
+) -> Config:
+    """Read `path` (default: configs/default.toml), pick `extractors`, apply `--set` overrides."""
+    from audiokit.extractors import REGISTRY
+
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+
+    for override in overrides:
+        section, name, value = parse_override(override)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"--set {override}: {section!r} is not a section")
+        raw[section][name] = value
+
+    chain = raw.pop("chain", ["mfcc"])
+    if extractors is not None:
+        chain = list(extractors)
+    if isinstance(chain, str):
+        chain = [chain]
+    chain = [c.strip() for c in chain if c.strip()]
+    if not chain:
+        raise ConfigError("no extractors chosen")
+    valid = sorted(REGISTRY)
+    for name in chain:
+        if name not in REGISTRY:
+            raise ConfigError(f"unknown extractor {name!r}; choose from: {', '.join(valid)}")
+    if len(set(chain)) != len(chain):
+        raise ConfigError(f"extractor listed twice in {chain}")
+
+    for section in raw:
+        if section not in REGISTRY and section not in _SECTIONS:
+            raise ConfigError(
+                f"unknown section {section!r}; valid: {', '.join(list(_SECTIONS) + valid)}"
+            )
+    params = {name: _build(REGISTRY[name].Params, raw.get(name, {}), name) for name in REGISTRY if name in raw or name in chain}
+    config = Config(
+        chain=tuple(chain),
+        params=params,
+        input=_build(InputConfig, raw.get("input", {}), "input"),
+        audio=_build(AudioConfig, raw.get("audio", {}), "audio"),
+        run=_build(RunConfig, raw.get("run", {}), "run"),
+    )
+    if config.audio.channels not in CHANNEL_POLICIES:
+        raise ConfigError(
+            f"audio.channels={config.audio.channels!r}; choose from: {', '.join(CHANNEL_POLICIES)}"
+        )
+    if config.audio.block_seconds <= 0:
+        raise ConfigError("audio.block_seconds must be positive")
+    for name in chain:
+        try:
+            REGISTRY[name](params[name]).validate()
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return config
+
+
+def _build(cls: type, values: dict, section: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{section}] must be a table of parameters")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown parameter {section}.{key}; valid: {', '.join(sorted(fields))}"
+            )
+        value = _coerce(value, hints[key], f"{section}.{key}")
+        choices = fields[key].metadata.get("choices")
+        if choices is not None and value not in choices:
+            shown = ", ".join("none" if c is None else str(c) for c in choices)
+            raise ConfigError(f"{section}.{key}={value!r}; choose from: {shown}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(str(v) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(hint, types.UnionType) or origin is typing.Union:  # pragma: no cover
+        return value
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+    suffix = " or none" if optional else ""
+    raise ConfigError(f"{where} must be {expected}{suffix}, got {value!r}")

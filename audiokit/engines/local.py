@@ -1,0 +1,206 @@
+"""The local engine: worker processes decode and extract, the caller's process commits.
+
+Each worker builds the chain's extractors once and takes one file at a time over a pipe, so a
+worker that crashes (a codec segfault, an out-of-memory kill) or overruns its file's time limit
+costs only that file: it is reported as an error result and the worker is replaced. Files are
+handed out longest first so one long recording does not finish alone at the end.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Callable
+
+from audiokit.config import Config
+from audiokit.pipeline import FileProcessor, Task, error_result
+from audiokit.store.dataset import FileResult
+
+
+def _worker_main(conn, config: Config, backend: str, device: str, staging_path, log_path) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _quiet_codecs(log_path)
+    _limit_threads()
+    processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        task_id, task = message
+
+        def on_open(info, task_id=task_id):
+            conn.send(("open", task_id, info.duration_hint_s))
+
+        result = processor.process(task, on_open=on_open)
+        conn.send(("done", task_id, result))
+
+
+def _quiet_codecs(log_path: str | None) -> None:
+    """Codec libraries (mpg123, FFmpeg) print warnings on fd 2; send them to the worker log so
+    cron mail stays clean. Problems that matter reach the user as `files` rows."""
+    if log_path is None:
+        return
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+        import av.logging
+
+        av.logging.set_level(av.logging.ERROR)
+    except Exception:  # pragma: no cover - keep the terminal's stderr then
+        pass
+
+
+def _limit_threads() -> None:
+    """One BLAS/OpenMP thread per worker: the workers already fill the cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # pragma: no cover - threadpoolctl missing or unusable
+        pass
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: object
+    task_id: int | None = None
+    task: Task | None = None
+    deadline: float = 0.0
+
+
+class LocalEngine:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        workers: int,
+        staging_path,
+        backend: str = "numpy",
+        device: str = "cpu",
+        log_path: str | None = None,
+    ):
+        self.config = config
+        self.log_path = log_path
+        self.n_workers = max(1, workers)
+        self.staging_path = staging_path
+        self.backend = backend
+        self.device = device
+        self._stopping = False
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._ctx = multiprocessing.get_context(method)
+
+    def stop(self) -> None:
+        """Hand out no more files; files in flight are abandoned (not committed)."""
+        self._stopping = True
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_worker_main,
+            args=(child, self.config, self.backend, self.device, self.staging_path, self.log_path),
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _timeout_for(self, duration_s: float | None) -> float:
+        run = self.config.run
+        if duration_s is None:
+            return max(run.min_file_timeout, run.file_timeout)
+        return max(run.min_file_timeout, duration_s / 3600.0 * run.file_timeout)
+
+    def run(self, tasks: list[Task], on_result: Callable[[FileResult], None]) -> None:
+        queue = deque(sorted(tasks, key=lambda t: t.file.size_bytes, reverse=True))
+        workers = [self._spawn() for _ in range(min(self.n_workers, len(queue)))]
+        next_id = 0
+        try:
+            while True:
+                for w in workers:
+                    if w.task is None and queue and not self._stopping:
+                        w.task_id, w.task = next_id, queue.popleft()
+                        next_id += 1
+                        w.deadline = time.monotonic() + self._timeout_for(None)
+                        w.conn.send((w.task_id, w.task))
+                busy = [w for w in workers if w.task is not None]
+                if not busy or self._stopping:
+                    return
+                now = time.monotonic()
+                timeout = max(0.0, min(w.deadline for w in busy) - now)
+                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=min(timeout, 1.0))
+                for i, w in enumerate(workers):
+                    if w.task is None:
+                        continue
+                    if w.conn in ready or w.process.sentinel in ready:
+                        self._service(w, on_result)
+                    if w.task is not None and not w.process.is_alive() and not w.conn.poll():
+                        on_result(error_result(w.task, self.config, "crash", _death_message(w.process)))
+                        workers[i] = self._replace(w)
+                    elif w.task is not None and time.monotonic() > w.deadline:
+                        message = "processing took longer than the file's time limit (run.file_timeout)"
+                        on_result(error_result(w.task, self.config, "timeout", message))
+                        workers[i] = self._replace(w)
+        finally:
+            for w in workers:
+                self._shutdown(w)
+
+    def _service(self, w: _Worker, on_result) -> None:
+        try:
+            while w.conn.poll():
+                kind, task_id, payload = w.conn.recv()
+                if task_id != w.task_id:
+                    continue
+                if kind == "open":
+                    w.deadline = time.monotonic() + self._timeout_for(payload)
+                elif kind == "done":
+                    w.task, w.task_id = None, None
+                    on_result(payload)
+                    return
+        except (EOFError, OSError):
+            pass  # the worker died; the caller sees it is no longer alive
+
+    def _replace(self, w: _Worker) -> _Worker:
+        self._kill(w)
+        return self._spawn()
+
+    def _kill(self, w: _Worker) -> None:
+        if w.process.is_alive():
+            w.process.kill()
+        w.process.join(timeout=5)
+        w.conn.close()
+
+    def _shutdown(self, w: _Worker) -> None:
+        if w.task is None and w.process.is_alive():
+            try:
+                w.conn.send(None)
+                w.process.join(timeout=2)
+            except (OSError, BrokenPipeError):
+                pass
+        self._kill(w)
+
+
+def _death_message(process) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (likely out of memory)" if name == "SIGKILL" else ""
+        return f"the worker processing this file died with {name}{hint}"
+    return f"the worker processing this file exited unexpectedly (status {code})"
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,80 @@
+"""The extractor protocol and registry.
+
+An extractor is built once per worker from its frozen `Params` (filterbanks, windows, weights
+made in `__init__`), declares the sample rate it wants and the Arrow schema of the table it
+writes, and for each file opens a stream that takes `(channels, n)` float32 blocks at that rate
+and returns Arrow record batches (every column but `file_id`, which the pipeline adds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Iterable, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+REGISTRY: dict[str, type["Extractor"]] = {}
+
+
+def register(cls: type["Extractor"]) -> type["Extractor"]:
+    """Class decorator: make an extractor available by its `name`."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"extractor {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def param(default: Any, help: str, choices: tuple | None = None) -> Any:
+    """A documented parameter of an extractor's `Params` dataclass."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+class ExtractorStream(Protocol):
+    def push(self, block: np.ndarray) -> Iterable[pa.RecordBatch]: ...
+
+    def finish(self) -> Iterable[pa.RecordBatch]: ...
+
+
+class Extractor:
+    name: ClassVar[str]
+    table: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type]
+    # Bump when the numbers an extractor writes change for the same params: re-runs redo it.
+    version: ClassVar[int] = 1
+
+    def __init__(self, params: Any, *, backend: str = "numpy", device: str = "cpu"):
+        self.params = params
+        self.backend = backend
+        self.device = device
+
+    @property
+    def sample_rate(self) -> int | None:
+        """The rate blocks arrive at; None means the file's native rate."""
+        return getattr(self.params, "sr", None)
+
+    def schema(self) -> pa.Schema:
+        """The whole table schema, starting with `file_id` and `channel`."""
+        raise NotImplementedError
+
+    def start(self, channels: int, sample_rate: int) -> ExtractorStream:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raise ValueError for parameter values that make no sense together."""
+
+
+def key_columns() -> list[pa.Field]:
+    return [pa.field("file_id", pa.string(), nullable=False), pa.field("channel", pa.int32(), nullable=False)]
+
+
+def vector_type(size: int) -> pa.DataType:
+    return pa.list_(pa.float32(), size)
+
+
+def vector_array(values: np.ndarray) -> pa.Array:
+    """`(rows, D)` float32 → `fixed_size_list<float32>[D]` without copying the values."""
+    rows, size = values.shape
+    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, size)

@@ -1,0 +1,128 @@
+"""Shared streaming machinery for frame-feature extractors (mfcc, logmel, spectral)."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import ClassVar, Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from audiokit.dsp import StreamFramer
+from audiokit.extractors.base import Extractor, key_columns, vector_array
+
+
+class FrameExtractor(Extractor):
+    """An extractor whose rows are analysis frames: `frame`, `time_s`, then feature columns.
+
+    Subclasses set `frame_length`/`hop_length`, list their columns in `feature_fields()` and
+    compute them in `compute(segments)`, where `segments[i]` is the next stretch of signal padded
+    with `pad_modes[i]` (all framers share frame and hop length, so their frame counts agree).
+    If `peak_floor_db` is set, `compute` returns unfloored dB values under `"_db"` and
+    `finalize(db)` turns them into columns once the file's peak is known (librosa's `top_db`).
+    """
+
+    pad_modes: ClassVar[tuple[str, ...]] = ("constant",)
+    frame_length: int
+    hop_length: int
+    center: bool = True
+    peak_floor_db: float | None = None
+
+    def feature_fields(self) -> list[pa.Field]:
+        raise NotImplementedError
+
+    def compute(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def finalize(self, db: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            key_columns()
+            + [pa.field("frame", pa.int64(), nullable=False), pa.field("time_s", pa.float64(), nullable=False)]
+            + self.feature_fields()
+        )
+
+    def start(self, channels: int, sample_rate: int) -> "FrameStream":
+        return FrameStream(self, channels, sample_rate)
+
+
+class _PeakFloorSpool:
+    """Holds unfloored dB frames until the file ends; spills to disk past a few MiB."""
+
+    def __init__(self):
+        self._file = tempfile.SpooledTemporaryFile(max_size=16 << 20)
+        self._shapes: list[tuple[int, ...]] = []
+        self.peak = -np.inf
+
+    def add(self, db: np.ndarray) -> None:
+        if db.size:
+            self.peak = max(self.peak, float(db.max()))
+        self._shapes.append(db.shape)
+        self._file.write(np.ascontiguousarray(db, dtype=np.float32).tobytes())
+
+    def chunks(self, top_db: float) -> Iterable[np.ndarray]:
+        floor = self.peak - top_db
+        self._file.seek(0)
+        for shape in self._shapes:
+            count = int(np.prod(shape))
+            data = np.frombuffer(self._file.read(count * 4), dtype=np.float32).reshape(shape)
+            yield np.maximum(data, np.float32(floor))
+        self._file.close()
+
+
+class FrameStream:
+    def __init__(self, extractor: FrameExtractor, channels: int, sample_rate: int):
+        self.extractor = extractor
+        self.channels = channels
+        self.sample_rate = sample_rate
+        self.framers = [
+            StreamFramer(extractor.frame_length, extractor.hop_length, center=extractor.center, pad_mode=mode)
+            for mode in extractor.pad_modes
+        ]
+        self.next_frame = 0
+        self.spool = _PeakFloorSpool() if extractor.peak_floor_db is not None else None
+
+    def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
+        return self._emit([f.push(block) for f in self.framers])
+
+    def finish(self) -> list[pa.RecordBatch]:
+        batches = self._emit([f.finish() for f in self.framers])
+        if self.spool is not None:
+            start = 0
+            for db in self.spool.chunks(self.extractor.peak_floor_db):
+                batches.append(self._batch(start, self.extractor.finalize(db)))
+                start += db.shape[1]
+        return batches
+
+    def _emit(self, segments: list[np.ndarray]) -> list[pa.RecordBatch]:
+        ext = self.extractor
+        if segments[0].size == 0 or segments[0].shape[-1] < ext.frame_length:
+            return []
+        columns = ext.compute(segments)
+        start = self.next_frame
+        self.next_frame += next(iter(columns.values())).shape[1]
+        if self.spool is not None:
+            self.spool.add(columns["_db"])
+            return []
+        return [self._batch(start, columns)]
+
+    def _batch(self, start: int, columns: dict[str, np.ndarray]) -> pa.RecordBatch:
+        """Rows channel-major: all frames of channel 0, then channel 1, …"""
+        first = next(iter(columns.values()))
+        channels, count = first.shape[:2]
+        frames = np.arange(start, start + count, dtype=np.int64)
+        arrays = {
+            "channel": pa.array(np.repeat(np.arange(channels, dtype=np.int32), count)),
+            "frame": pa.array(np.tile(frames, channels)),
+            "time_s": pa.array(np.tile(frames * (self.extractor.hop_length / self.sample_rate), channels)),
+        }
+        for name, values in columns.items():
+            if values.ndim == 3:
+                arrays[name] = vector_array(values.reshape(channels * count, values.shape[2]))
+            else:
+                arrays[name] = pa.array(values.reshape(-1).astype(np.float32, copy=False))
+        fields = [f for f in self.extractor.schema() if f.name != "file_id"]
+        return pa.RecordBatch.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
+

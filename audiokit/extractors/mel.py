@@ -1,0 +1,126 @@
+"""`mfcc` and `logmel`: mel spectra computed by our DSP core, with librosa's parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from audiokit.dsp import (
+    dct_matrix,
+    frame,
+    lifter_weights,
+    mel_filterbank,
+    power_to_db,
+    stft_window,
+)
+from audiokit.dsp.spectrum import power_spectrum
+from audiokit.extractors.base import param, register, vector_type
+from audiokit.extractors.frames import FrameExtractor
+
+
+@dataclass(frozen=True)
+class StftParams:
+    sr: int = param(22050, "sample rate the audio is resampled to (soxr HQ), Hz")
+    n_fft: int = param(2048, "FFT size in samples")
+    hop_length: int = param(512, "samples between frame starts")
+    win_length: int | None = param(None, "window length (<= n_fft); none = n_fft")
+    window: str = param("hann", "window name understood by scipy.signal.get_window")
+    center: bool = param(True, "pad n_fft//2 on both sides so frame t is centred at t*hop/sr")
+    pad_mode: str = param("constant", "padding for center", choices=("constant", "edge"))
+
+
+@dataclass(frozen=True)
+class MelParams(StftParams):
+    n_mels: int = param(128, "number of mel bands")
+    fmin: float = param(0.0, "lowest band edge, Hz")
+    fmax: float | None = param(None, "highest band edge, Hz; none = sr/2")
+    htk: bool = param(False, "HTK mel formula instead of Slaney's")
+    norm: str | None = param("slaney", "filter normalisation: slaney or none", choices=("slaney", None))
+    power: float = param(2.0, "exponent of the magnitude spectrum (2 = power)")
+    ref: float = param(1.0, "reference power for dB (power_to_db's ref)")
+    amin: float = param(1e-10, "floor before the logarithm")
+    top_db: float | None = param(80.0, "floor at the file's peak minus this many dB; none = no floor")
+
+
+@dataclass(frozen=True)
+class MfccParams(MelParams):
+    n_mfcc: int = param(20, "number of cepstral coefficients")
+    dct_type: int = param(2, "DCT type (only 2 is supported)", choices=(2,))
+    dct_norm: str | None = param("ortho", "DCT normalisation", choices=("ortho", None))
+    lifter: float = param(0.0, "cepstral liftering (0 = none)")
+
+
+class _MelExtractor(FrameExtractor):
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        p = params
+        self.frame_length = p.n_fft
+        self.hop_length = p.hop_length
+        self.center = p.center
+        self.pad_modes = (p.pad_mode,)
+        self.peak_floor_db = p.top_db
+        self.window = stft_window(p.n_fft, p.win_length, p.window)
+        self.mel_basis_t = np.ascontiguousarray(
+            mel_filterbank(sr=p.sr, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, htk=p.htk, norm=p.norm).T
+        )
+
+    def validate(self) -> None:
+        p = self.params
+        if p.fmax is not None and not 0 <= p.fmin < p.fmax <= p.sr / 2:
+            raise ValueError(f"need 0 <= fmin < fmax <= sr/2, got fmin={p.fmin}, fmax={p.fmax}, sr={p.sr}")
+
+    def mel_db(self, segment: np.ndarray) -> np.ndarray:
+        p = self.params
+        frames = frame(segment, self.frame_length, self.hop_length)
+        spectrum = power_spectrum(frames, self.window)
+        if p.power != 2.0:
+            spectrum = spectrum ** np.float32(p.power / 2.0)
+        mel = spectrum @ self.mel_basis_t
+        return power_to_db(mel, ref=p.ref, amin=p.amin, top_db=None)
+
+    def compute(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
+        db = self.mel_db(segments[0])
+        return {"_db": db} if self.peak_floor_db is not None else self.finalize(db)
+
+
+@register
+class LogMel(_MelExtractor):
+    name = "logmel"
+    table = "logmel"
+    description = "log-mel spectrogram: power_to_db(melspectrogram(...)), librosa's definition"
+    Params = MelParams
+
+    def feature_fields(self) -> list[pa.Field]:
+        return [pa.field("logmel", vector_type(self.params.n_mels))]
+
+    def finalize(self, db: np.ndarray) -> dict[str, np.ndarray]:
+        return {"logmel": db}
+
+
+@register
+class Mfcc(_MelExtractor):
+    name = "mfcc"
+    table = "mfcc"
+    description = "mel-frequency cepstral coefficients, equal to librosa.feature.mfcc"
+    Params = MfccParams
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        basis = dct_matrix(params.n_mfcc, params.n_mels, norm=params.dct_norm)
+        self.dct_t = np.ascontiguousarray((basis * lifter_weights(params.n_mfcc, params.lifter)[:, None]).T)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.params.n_mfcc > self.params.n_mels:
+            raise ValueError(f"n_mfcc={self.params.n_mfcc} exceeds n_mels={self.params.n_mels}")
+
+    def feature_fields(self) -> list[pa.Field]:
+        return [pa.field("mfcc", vector_type(self.params.n_mfcc))]
+
+    def finalize(self, db: np.ndarray) -> dict[str, np.ndarray]:
+        return {"mfcc": db @ self.dct_t}
+
+
+__all__ = ["LogMel", "MelParams", "Mfcc", "MfccParams", "StftParams"]

@@ -1,0 +1,1 @@
+"""Model weights trained by scripts/ and model recipes."""

@@ -1,0 +1,194 @@
+"""Planning (what to skip) and processing one file: decode once, resample once per rate,
+feed every extractor that wants that rate, stage the rows for the writer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from audiokit.audio import Resampler, apply_channel_policy, open_audio, output_channels
+from audiokit.config import Config
+from audiokit.discover import AudioFile
+from audiokit.errors import ExtractorError, FileError
+from audiokit.extractors import REGISTRY, Extractor
+from audiokit.store.dataset import FileResult
+from audiokit.store.parts import PartWriter
+
+
+@dataclass(frozen=True)
+class Task:
+    """One file to process and which extractors of the chain to run on it."""
+
+    file: AudioFile
+    extractors: tuple[str, ...]
+    keep_done: tuple[str, ...] = ()  # "name:hash" entries whose rows stay valid
+    clear_tables: tuple[str, ...] = ()  # tables whose old rows of this file must go
+
+
+@dataclass
+class Plan:
+    tasks: list[Task] = field(default_factory=list)
+    skipped: list[AudioFile] = field(default_factory=list)
+
+
+def done_entry(config: Config, name: str) -> str:
+    return f"{name}:{config.extractor_hash(name)}"
+
+
+def plan(
+    files: list[AudioFile],
+    config: Config,
+    state: dict[str, dict],
+    locations: dict[str, dict[str, str]],
+    *,
+    force: bool = False,
+    retry_failed: bool = True,
+) -> Plan:
+    """Skip files whose fingerprint and per-extractor config are unchanged since they succeeded."""
+    result = Plan()
+    entries = {name: done_entry(config, name) for name in config.chain}
+    chain_tables = {REGISTRY[name].table for name in config.chain}
+    for f in files:
+        row = state.get(f.file_id)
+        held = tuple(t for t, where in locations.items() if f.file_id in where and t != "files")
+        unchanged = row is not None and (
+            row["path"] == f.display_path and row["size_bytes"] == f.size_bytes and row["mtime_ns"] == f.mtime_ns
+        )
+        if not unchanged:
+            # New or changed: everything about it is recomputed and old rows everywhere go.
+            result.tasks.append(Task(f, config.chain, (), tuple(sorted(set(held) | chain_tables))))
+            continue
+        done = set(row.get("extractors") or [])
+        other = tuple(sorted(e for e in done if e.split(":", 1)[0] not in config.chain))
+        if force:
+            result.tasks.append(Task(f, config.chain, other, tuple(sorted(chain_tables))))
+            continue
+        needed = tuple(n for n in config.chain if entries[n] not in done)
+        if not needed or (row["status"] == "error" and not retry_failed):
+            result.skipped.append(f)
+            continue
+        keep = tuple(sorted(e for e in done if e.split(":", 1)[0] not in needed))
+        tables = tuple(sorted(REGISTRY[n].table for n in needed))
+        result.tasks.append(Task(f, needed, keep, tables))
+    return result
+
+
+class FileProcessor:
+    """Built once per worker: holds the chain's extractors (filterbanks, windows, weights)."""
+
+    def __init__(self, config: Config, *, staging_path, backend: str = "numpy", device: str = "cpu"):
+        self.config = config
+        self.staging_path = staging_path  # (file_id, table) -> path
+        self.extractors: dict[str, Extractor] = {
+            name: REGISTRY[name](config.params[name], backend=backend, device=device) for name in config.chain
+        }
+        self.entries = {name: done_entry(config, name) for name in config.chain}
+        self.table_schemas = {ext.table: ext.schema() for ext in self.extractors.values()}
+
+    def process(self, task: Task, on_open=None) -> FileResult:
+        row = files_row(task, self.config)
+        sinks: dict[str, PartWriter] = {}
+        try:
+            self._run(task, row, sinks, on_open)
+            staged, rows = {}, {}
+            for table, sink in sinks.items():
+                staged[table] = sink.commit(sync=False)
+                rows[table] = sink.rows
+            row["extractors"] = sorted(set(task.keep_done) | {self.entries[n] for n in task.extractors})
+            return FileResult(task.file.file_id, row, staged, task.clear_tables, rows)
+        except FileError as exc:
+            row.update(status="error", error_kind=exc.kind, error=str(exc))
+        except MemoryError:
+            row.update(status="error", error_kind="memory", error="ran out of memory")
+        for sink in sinks.values():
+            sink.abort()
+        return FileResult(task.file.file_id, row, {}, task.clear_tables)
+
+    def _run(self, task: Task, row: dict, sinks: dict[str, PartWriter], on_open) -> None:
+        policy = self.config.audio.channels
+        with open_audio(task.file.path) as reader:
+            info = reader.info
+            row.update(sample_rate=info.sample_rate, channels=info.channels, format=info.format)
+            if on_open is not None:
+                on_open(info)
+            channels = output_channels(policy, info.channels)
+            by_rate: dict[int, list[tuple[Extractor, object]]] = {}
+            for name in task.extractors:
+                ext = self.extractors[name]
+                rate = ext.sample_rate or info.sample_rate
+                by_rate.setdefault(rate, []).append((ext, ext.start(channels, rate)))
+            resamplers = {rate: Resampler(info.sample_rate, rate, channels) for rate in by_rate}
+            block_frames = max(1, int(self.config.audio.block_seconds * info.sample_rate))
+
+            def feed(rate: int, samples: np.ndarray, final: bool) -> None:
+                block = np.ascontiguousarray(samples.T)
+                for ext, stream in by_rate[rate]:
+                    try:
+                        batches = list(stream.push(block)) if block.shape[1] else []
+                        if final:
+                            batches += list(stream.finish())
+                    except FileError:
+                        raise
+                    except Exception as exc:
+                        raise ExtractorError(f"{ext.name} failed: {type(exc).__name__}: {exc}") from None
+                    schema = self.table_schemas[ext.table]
+                    for batch in batches:
+                        sink = self._sink(sinks, ext, task.file.file_id)
+                        sink.write(_with_file_id(batch, task.file.file_id, schema))
+
+            for samples in reader.blocks(block_frames):
+                mixed = apply_channel_policy(samples, policy)
+                for rate, resampler in resamplers.items():
+                    out = resampler.push(mixed)
+                    if out.shape[0]:
+                        feed(rate, out, final=False)
+            if reader.frames_read == 0:
+                raise FileError("empty", "the file holds no audio samples")
+            row["duration_s"] = reader.frames_read / info.sample_rate
+            for rate, resampler in resamplers.items():
+                feed(rate, resampler.finish(channels), final=True)
+
+    def _sink(self, sinks: dict[str, PartWriter], ext: Extractor, file_id: str) -> PartWriter:
+        if ext.table not in sinks:
+            sinks[ext.table] = PartWriter(self.staging_path(file_id, ext.table), self.table_schemas[ext.table])
+        return sinks[ext.table]
+
+
+def files_row(task: Task, config: Config) -> dict:
+    f = task.file
+    return {
+        "file_id": f.file_id,
+        "path": f.display_path,
+        "relpath": f.display_relpath,
+        "size_bytes": f.size_bytes,
+        "mtime_ns": f.mtime_ns,
+        "duration_s": None,
+        "sample_rate": None,
+        "channels": None,
+        "format": None,
+        "status": "ok",
+        "error_kind": None,
+        "error": None,
+        "config_hash": config.config_hash,
+        "extractors": list(task.keep_done),
+        "processed_at": dt.datetime.now(dt.timezone.utc),
+    }
+
+
+def error_result(task: Task, config: Config, kind: str, message: str) -> FileResult:
+    """The result of a file whose worker died or timed out: an error row, no rows elsewhere."""
+    row = files_row(task, config)
+    row.update(status="error", error_kind=kind, error=message)
+    return FileResult(task.file.file_id, row, {}, task.clear_tables)
+
+
+def _with_file_id(batch: pa.RecordBatch, file_id: str, schema: pa.Schema) -> pa.RecordBatch:
+    ids = pa.DictionaryArray.from_arrays(pa.array(np.zeros(batch.num_rows, dtype=np.int32)), pa.array([file_id]))
+    return pa.RecordBatch.from_arrays([pc.cast(ids, pa.string()), *batch.columns], schema=schema)
+
+
+__all__ = ["FileProcessor", "Plan", "Task", "plan"]

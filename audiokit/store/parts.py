@@ -1,0 +1,85 @@
+"""Writing Parquet parts atomically: write under a temporary name, fsync, rename."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TMP_SUFFIX = ".tmp"
+ROW_GROUP_ROWS = 128 * 1024
+
+
+def new_part_name() -> str:
+    return f"part-{uuid.uuid4().hex[:16]}.parquet"
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PartWriter:
+    """Buffers record batches into large row groups; `commit()` makes the file appear whole."""
+
+    def __init__(self, final_path: str, schema: pa.Schema):
+        self.final_path = final_path
+        self.schema = schema
+        self.tmp_path = f"{final_path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self.rows = 0
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
+        self._pending.extend(batches)
+        self._pending_rows += data.num_rows
+        self.rows += data.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp_path, self.schema)
+        table = pa.Table.from_batches(self._pending, schema=self.schema.remove_metadata()).replace_schema_metadata(
+            self.schema.metadata
+        )
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self._pending = []
+        self._pending_rows = 0
+
+    def commit(self, *, sync: bool = True) -> str:
+        self._flush()
+        if self._writer is None:  # no rows: still a valid (empty) part
+            self._writer = pq.ParquetWriter(self.tmp_path, self.schema)
+        self._writer.close()
+        if sync:
+            with open(self.tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(self.tmp_path, self.final_path)
+        if sync:
+            fsync_dir(os.path.dirname(self.final_path))
+        return self.final_path
+
+    def abort(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._writer = None
+            if os.path.exists(self.tmp_path):
+                os.unlink(self.tmp_path)
+
+
+def iter_batches(path: str, batch_size: int = 65536):
+    yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
