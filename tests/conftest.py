@@ -1,0 +1,73 @@
+"""Shared fixtures: audio generated in code, real encoders, the CLI as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# soundfile (format, subtype) per extension; mp3/ogg go through libsndfile's own encoders.
+ENCODINGS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+def tone(sr: int, seconds: float, *, channels: int = 1, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    """A tone plus a little noise, `(n, channels)` float32, the second channel quieter."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(sr * seconds))) / sr
+    y = 0.4 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
+    out = np.stack([y * (1.0 - 0.3 * c) for c in range(channels)], axis=1)
+    return out.astype(np.float32)
+
+
+def write_audio(path: Path, data: np.ndarray, sr: int) -> Path:
+    ext = path.suffix.lstrip(".").lower()
+    fmt, subtype = ENCODINGS[ext]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data, sr, format=fmt, subtype=subtype)
+    return path
+
+
+def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None, timeout: float = 300, env: dict | None = None):
+    """Run `python -m audiokit ARGS` in a subprocess; returns CompletedProcess (text)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "audiokit", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def run_json(*args: str, **kwargs) -> tuple[int, dict, str]:
+    proc = run_cli(*args, "--json", **kwargs)
+    summary = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc.returncode, summary, proc.stderr
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small directory of real encoded files: formats, rates, mono and stereo."""
+    root = tmp_path / "corpus"
+    write_audio(root / "a" / "tone.wav", tone(44100, 1.5, channels=2), 44100)
+    write_audio(root / "a" / "tone.flac", tone(16000, 2.0, freq=300.0), 16000)
+    write_audio(root / "b" / "tone.ogg", tone(22050, 1.2, freq=660.0, seed=1), 22050)
+    write_audio(root / "b" / "tone.mp3", tone(48000, 1.0, channels=2, freq=880.0, seed=2), 48000)
+    (root / "notes.txt").write_text("not audio, ignored by extension")
+    return root
