@@ -71,3 +71,22 @@ def corpus(tmp_path: Path) -> Path:
     write_audio(root / "b" / "tone.mp3", tone(48000, 1.0, channels=2, freq=880.0, seed=2), 48000)
     (root / "notes.txt").write_text("not audio, ignored by extension")
     return root
+
+
+def write_av(path: Path, data: np.ndarray, sr: int, codec: str, container: str | None = None) -> Path:
+    """Encode `(n, channels)` float32 with FFmpeg through PyAV (AAC/M4A, Opus in WebM, …)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layout = "mono" if data.shape[1] == 1 else "stereo"
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=sr, layout=layout)
+        for start in range(0, len(data), 1024):
+            chunk = np.ascontiguousarray(data[start : start + 1024].T)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path

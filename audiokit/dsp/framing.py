@@ -43,6 +43,7 @@ class StreamFramer:
         self.pad_mode = pad_mode
         self._buffer: np.ndarray | None = None  # samples from the next frame's start onwards
         self._last: np.ndarray | None = None  # last sample seen, for edge padding at the end
+        self._skip = 0  # samples still to drop before the next frame starts (hop > frame_length)
         self.frames_emitted = 0
 
     def _pad(self, edge: np.ndarray, channels: int, dtype) -> np.ndarray:
@@ -57,13 +58,20 @@ class StreamFramer:
             raise ValueError("blocks must have shape (channels, n)")
         if block.shape[1] == 0:
             return self._empty(block)
+        self._last = block[:, -1]
         if self._buffer is None:
             head = self._pad(block[:, 0], block.shape[0], block.dtype) if self.center else None
             self._buffer = block if head is None else np.concatenate([head, block], axis=1)
         else:
             self._buffer = np.concatenate([self._buffer, block], axis=1)
-        self._last = block[:, -1]
+        self._drop_skipped()
         return self._take(final=False)
+
+    def _drop_skipped(self) -> None:
+        if self._skip:
+            dropped = min(self._skip, self._buffer.shape[1])
+            self._buffer = self._buffer[:, dropped:]
+            self._skip -= dropped
 
     def finish(self) -> np.ndarray:
         if self._buffer is None:
@@ -72,6 +80,7 @@ class StreamFramer:
             channels = self._buffer.shape[0]
             tail = self._pad(self._last, channels, self._buffer.dtype)
             self._buffer = np.concatenate([self._buffer, tail], axis=1)
+            self._drop_skipped()
         return self._take(final=True)
 
     def _empty(self, like: np.ndarray) -> np.ndarray:
@@ -90,5 +99,6 @@ class StreamFramer:
         consumed = count * self.hop_length
         # Keep only what later frames still need; copy so the big block can be freed.
         self._buffer = buffer[:, consumed:].copy() if consumed < available else self._empty(buffer)
+        self._skip = max(0, consumed - available)
         self.frames_emitted += count
         return segment
