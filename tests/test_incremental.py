@@ -1,0 +1,133 @@
+"""Re-runs over the same output: skip what is unchanged, replace what changed, never duplicate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from conftest import run_cli, run_json, tone, write_audio
+
+
+def rows(out, name):
+    return ds.dataset(str(out / name), format="parquet").to_table()
+
+
+def key_counts(out, name):
+    t = rows(out, name)
+    keys = list(zip(t["file_id"].to_pylist(), t["channel"].to_pylist(), t["frame"].to_pylist()))
+    return len(keys), len(set(keys))
+
+
+def test_rerun_skips_everything_and_changes_nothing(corpus, tmp_path):
+    out = tmp_path / "out"
+    code, first, _ = run_json("extract", str(corpus), "-o", str(out))
+    assert code == 0 and first["processed"] == 4
+    before = {name: rows(out, name) for name in ("files", "mfcc", "spectral")}
+    code, second, _ = run_json("extract", str(corpus), "-o", str(out))
+    assert code == 0 and second["processed"] == 0 and second["skipped"] == 4
+    for name, table in before.items():
+        assert rows(out, name).equals(table), name
+
+
+def test_changed_and_added_files_are_exactly_what_runs(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_json("extract", str(corpus), "-o", str(out))
+    old = {r["relpath"]: r for r in rows(out, "files").to_pylist()}
+    write_audio(corpus / "a" / "tone.flac", tone(16000, 3.0, freq=500.0), 16000)  # changed: longer
+    os.utime(corpus / "a" / "tone.flac", ns=(time.time_ns(), time.time_ns() + 10**9))
+    write_audio(corpus / "c" / "new.wav", tone(8000, 0.5), 8000)  # added
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out))
+    assert code == 0 and summary["processed"] == 2 and summary["skipped"] == 3
+    files = {r["relpath"]: r for r in rows(out, "files").to_pylist()}
+    assert len(files) == 5 and len(rows(out, "files")) == 5
+    assert abs(files["a/tone.flac"]["duration_s"] - 3.0) < 0.01
+    assert files["a/tone.wav"]["processed_at"] == old["a/tone.wav"]["processed_at"]
+    for name in ("mfcc", "spectral"):
+        total, unique = key_counts(out, name)
+        assert total == unique, f"duplicate (file_id, channel, frame) in {name}"
+    mfcc = rows(out, "mfcc")
+    changed = mfcc.filter(pc.equal(mfcc["file_id"], files["a/tone.flac"]["file_id"]))
+    assert len(changed) == 1 + 3 * 22050 // 512
+
+
+def test_adding_an_extractor_computes_only_that_one(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc")
+    mfcc_before = rows(out, "mfcc")
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc,logmel")
+    assert code == 0 and summary["processed"] == 4
+    assert summary["tables"] == {"logmel": len(mfcc_before)}
+    assert rows(out, "mfcc").equals(mfcc_before)
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc,logmel")
+    assert summary["processed"] == 0
+
+
+def test_changing_a_parameter_recomputes_that_extractor(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_json("extract", str(corpus), "-o", str(out))
+    spectral_before = rows(out, "spectral")
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out), "--set", "mfcc.n_mfcc=13")
+    assert summary["processed"] == 4 and set(summary["tables"]) == {"mfcc"}
+    assert rows(out, "mfcc").schema.field("mfcc").type.list_size == 13
+    assert rows(out, "spectral").equals(spectral_before)
+    total, unique = key_counts(out, "mfcc")
+    assert total == unique
+
+
+def test_force_redoes_all_and_prune_drops_vanished_files(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_json("extract", str(corpus), "-o", str(out))
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out), "--force")
+    assert summary["processed"] == 4
+    assert key_counts(out, "mfcc")[0] == key_counts(out, "mfcc")[1]
+    (corpus / "b" / "tone.mp3").unlink()
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out))
+    assert summary["processed"] == 0 and len(rows(out, "files")) == 4  # kept without --prune
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out), "--prune")
+    assert summary["pruned"] == 1
+    files = rows(out, "files")
+    assert len(files) == 3
+    assert set(rows(out, "mfcc")["file_id"].unique().to_pylist()) == set(files["file_id"].to_pylist())
+
+
+def test_failed_files_are_retried_unless_asked_not_to(corpus, tmp_path):
+    out = tmp_path / "out"
+    (corpus / "bad.wav").write_bytes(b"RIFF....WAVEjunk")
+    code, _, _ = run_json("extract", str(corpus), "-o", str(out))
+    assert code == 1
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out), "--no-retry-failed")
+    assert code == 0 and summary["processed"] == 0
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out))
+    assert code == 1 and summary["processed"] == 1 and summary["failed"] == 1
+    write_audio(corpus / "bad.wav", tone(8000, 0.5), 8000)  # fixed by the user
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out))
+    assert code == 0 and summary["processed"] == 1
+    assert len(rows(out, "files")) == 5
+
+
+def test_a_second_run_on_a_held_output_exits_3(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_json("extract", str(corpus), "-o", str(out))
+    before = sorted(p.name for p in (out / "mfcc").iterdir())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl,json,os,sys,time; fd=os.open(sys.argv[1], os.O_RDWR);"
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, json.dumps({'pid': os.getpid(), 'host': 'h', 'started': 's'}).encode());"
+         "print('held', flush=True); time.sleep(60)", str(out / "_audiokit" / "lock")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = run_cli("extract", str(corpus), "-o", str(out), "--force")
+        assert proc.returncode == 3
+        assert f"pid {holder.pid}" in proc.stderr
+        assert sorted(p.name for p in (out / "mfcc").iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died: its flock went with it, the next run proceeds.
+    assert run_cli("extract", str(corpus), "-o", str(out)).returncode == 0
