@@ -28,8 +28,9 @@ class FileError(AudiokitError):
 
 
 class DecodeError(FileError):
-    def __init__(self, message: str, kind: str = "decode"):
+    def __init__(self, message: str, kind: str = "decode", backend: str | None = None):
         super().__init__(kind, message)
+        self.backend = backend  # which decoder gave up, when one had opened the file
 
 
 class ExtractorError(FileError):

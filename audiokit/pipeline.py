@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from audiokit.audio import Resampler, apply_channel_policy, open_audio, output_channels
 from audiokit.config import Config
 from audiokit.discover import AudioFile
-from audiokit.errors import ExtractorError, FileError
+from audiokit.errors import DecodeError, ExtractorError, FileError
 from audiokit.extractors import REGISTRY, Extractor
 from audiokit.store.dataset import FileResult
 from audiokit.store.parts import PartWriter
@@ -93,7 +93,20 @@ class FileProcessor:
         row = files_row(task, self.config)
         sinks: dict[str, PartWriter] = {}
         try:
-            self._run(task, row, sinks, on_open)
+            try:
+                self._run(task, row, sinks, on_open, backends=("soundfile", "pyav"))
+            except DecodeError as first:
+                if first.kind != "decode" or first.backend != "soundfile":
+                    raise
+                # libsndfile gave up inside the stream (lost sync, a damaged frame): FFmpeg
+                # often skips the damage and decodes the rest. Start the file again with it.
+                for sink in sinks.values():
+                    sink.abort()
+                sinks.clear()
+                try:
+                    self._run(task, row, sinks, on_open, backends=("pyav",))
+                except DecodeError as second:
+                    raise DecodeError(f"libsndfile: {first}; ffmpeg: {second}") from None
             staged, rows = {}, {}
             for table, sink in sinks.items():
                 staged[table] = sink.commit(sync=False)
@@ -108,9 +121,9 @@ class FileProcessor:
             sink.abort()
         return FileResult(task.file.file_id, row, {}, task.clear_tables)
 
-    def _run(self, task: Task, row: dict, sinks: dict[str, PartWriter], on_open) -> None:
+    def _run(self, task: Task, row: dict, sinks: dict[str, PartWriter], on_open, backends) -> None:
         policy = self.config.audio.channels
-        with open_audio(task.file.path) as reader:
+        with open_audio(task.file.path, backends) as reader:
             info = reader.info
             row.update(sample_rate=info.sample_rate, channels=info.channels, format=info.format)
             if on_open is not None:

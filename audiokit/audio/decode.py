@@ -80,21 +80,32 @@ class _PyAVReader:
         resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=self.info.sample_rate)
         pending: list[np.ndarray] = []
         pending_frames = 0
-        for packet_frame in self._container.decode(self._stream):
-            for converted in resampler.resample(packet_frame):
-                chunk = converted.to_ndarray().T  # (n, channels)
-                pending.append(chunk)
-                pending_frames += chunk.shape[0]
-                if pending_frames >= block_frames:
-                    data = np.concatenate(pending)
-                    yield from _split(data, block_frames, pending)
-                    pending_frames = sum(p.shape[0] for p in pending)
+        bad_packets = 0
+        last_error = ""
+        for packet in self._container.demux(self._stream):
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError as exc:
+                # Like the ffmpeg tool: skip a damaged packet and resynchronise on the next.
+                bad_packets += 1
+                last_error = _reason(exc)
+                continue
+            for packet_frame in decoded:
+                for converted in resampler.resample(packet_frame):
+                    chunk = converted.to_ndarray().T  # (n, channels)
+                    pending.append(chunk)
+                    pending_frames += chunk.shape[0]
+            if pending_frames >= block_frames:
+                yield from _split(np.concatenate(pending), block_frames, pending)
+                pending_frames = sum(p.shape[0] for p in pending)
         for converted in resampler.resample(None):
             pending.append(converted.to_ndarray().T)
-        if pending:
-            data = np.concatenate(pending)
-            if data.shape[0]:
-                yield np.ascontiguousarray(data, dtype=np.float32)
+        data = np.concatenate(pending) if pending else np.zeros((0, self.info.channels), np.float32)
+        if data.shape[0]:
+            yield np.ascontiguousarray(data, dtype=np.float32)
+        elif bad_packets:
+            raise DecodeError(f"no packet could be decoded ({bad_packets} damaged): {last_error}")
+        self.skipped_packets = bad_packets
 
     def close(self) -> None:
         self._container.close()
@@ -124,11 +135,13 @@ class AudioReader:
             for block in self._backend.blocks(block_frames):
                 self.frames_read += block.shape[0]
                 yield block
-        except DecodeError:
+        except DecodeError as exc:
+            exc.backend = self.info.backend
             raise
         except Exception as exc:
             at = self.frames_read / self.info.sample_rate
-            raise DecodeError(f"decoding failed after {at:.2f} s of audio: {_reason(exc)}") from None
+            message = f"decoding failed after {at:.2f} s of audio: {_reason(exc)}"
+            raise DecodeError(message, backend=self.info.backend) from None
 
     def close(self) -> None:
         self._backend.close()
@@ -140,8 +153,11 @@ class AudioReader:
         self.close()
 
 
-def open_audio(path: str) -> AudioReader:
-    """Open `path` with the first backend that recognises it."""
+BACKENDS = {"soundfile": ("libsndfile", _SoundfileReader), "pyav": ("ffmpeg", _PyAVReader)}
+
+
+def open_audio(path: str, backends: tuple[str, ...] = ("soundfile", "pyav")) -> AudioReader:
+    """Open `path` with the first of `backends` that recognises it."""
     try:
         size = os.path.getsize(path)
     except OSError as exc:
@@ -149,7 +165,7 @@ def open_audio(path: str) -> AudioReader:
     if size == 0:
         raise DecodeError("the file is empty (0 bytes)", kind="empty")
     reasons = []
-    for name, backend in (("libsndfile", _SoundfileReader), ("ffmpeg", _PyAVReader)):
+    for name, backend in (BACKENDS[b] for b in backends):
         try:
             return AudioReader(backend(path))
         except DecodeError as exc:
