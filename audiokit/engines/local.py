@@ -22,9 +22,10 @@ from audiokit.pipeline import FileProcessor, Task, error_result
 from audiokit.store.dataset import FileResult
 
 
-def _worker_main(conn, config: Config, backend: str, device: str, staging_path, log_path) -> None:
+def _worker_main(conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
     _quiet_codecs(log_path)
     _limit_threads()
     processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device)
@@ -42,6 +43,19 @@ def _worker_main(conn, config: Config, backend: str, device: str, staging_path, 
 
         result = processor.process(task, on_open=on_open)
         conn.send(("done", task_id, result))
+
+
+def _die_with_parent(parent: int) -> None:
+    """If the run is killed, its workers go too (Linux), instead of finishing orphaned files."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - not Linux: workers exit at their next message
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _quiet_codecs(log_path: str | None) -> None:
@@ -108,7 +122,7 @@ class LocalEngine:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(child, self.config, self.backend, self.device, self.staging_path, self.log_path),
+            args=(child, self.config, self.backend, self.device, self.staging_path, self.log_path, os.getpid()),
             daemon=True,
         )
         process.start()
@@ -142,9 +156,11 @@ class LocalEngine:
                 for i, w in enumerate(workers):
                     if w.task is None:
                         continue
+                    gone = False
                     if w.conn in ready or w.process.sentinel in ready:
-                        self._service(w, on_result)
-                    if w.task is not None and not w.process.is_alive() and not w.conn.poll():
+                        gone = self._service(w, on_result)
+                    if w.task is not None and (gone or not w.process.is_alive()):
+                        w.process.join(timeout=5)
                         on_result(error_result(w.task, self.config, "crash", _death_message(w.process)))
                         workers[i] = self._replace(w)
                     elif w.task is not None and time.monotonic() > w.deadline:
@@ -155,7 +171,8 @@ class LocalEngine:
             for w in workers:
                 self._shutdown(w)
 
-    def _service(self, w: _Worker, on_result) -> None:
+    def _service(self, w: _Worker, on_result) -> bool:
+        """Read the worker's messages; True if its end of the pipe is gone (it died)."""
         try:
             while w.conn.poll():
                 kind, task_id, payload = w.conn.recv()
@@ -166,9 +183,10 @@ class LocalEngine:
                 elif kind == "done":
                     w.task, w.task_id = None, None
                     on_result(payload)
-                    return
+                    return False
         except (EOFError, OSError):
-            pass  # the worker died; the caller sees it is no longer alive
+            return True
+        return False
 
     def _replace(self, w: _Worker) -> _Worker:
         self._kill(w)

@@ -1,9 +1,29 @@
-"""Built-in extractors; importing this package fills the registry."""
+"""Built-in extractors; importing this package fills the registry.
+
+Other packages add extractors through the `audiokit.extractors` entry-point group, or a module
+named in the `AUDIOKIT_PLUGINS` environment variable (comma-separated), whose import calls
+`@register`.
+"""
+
+import importlib
+import os
 
 from audiokit.extractors import mel, spectral  # noqa: F401  (registration side effect)
 from audiokit.extractors.base import REGISTRY, Extractor, register
 
 __all__ = ["REGISTRY", "Extractor", "register"]
+
+
+def _load_plugins() -> None:
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="audiokit.extractors"):
+        entry.load()
+    for name in filter(None, (m.strip() for m in os.environ.get("AUDIOKIT_PLUGINS", "").split(","))):
+        importlib.import_module(name)
+
+
+_load_plugins()
 
 
 def describe() -> dict:

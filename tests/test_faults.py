@@ -1,0 +1,200 @@
+"""Crash safety and isolation, with real subprocesses: SIGKILL at random moments, workers that
+abort or hang, SIGTERM/SIGINT, and thousands of mutated files."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from conftest import REPO, run_json, tone, write_audio
+from plugins.faulty import MARK
+
+PLUGIN_ENV = {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "AUDIOKIT_PLUGINS": "plugins.faulty"}
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "audiokit", *args]
+
+
+def start_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+
+
+def marked(path, sr=16000, seconds=1.0):
+    data = np.full((int(sr * seconds), 1), MARK, dtype=np.float32)
+    return write_audio(path, data, sr)
+
+
+def table_rows(out, name, drop=("processed_at",)) -> set:
+    table = ds.dataset(str(out / name), format="parquet").to_table()
+    table = table.drop_columns([c for c in drop if c in table.column_names])
+    rows = table.to_pylist()
+    return {tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in r.items())) for r in rows}
+
+
+def make_corpus(root, n=14):
+    rng = random.Random(7)
+    for i in range(n):
+        sr = rng.choice([8000, 16000, 22050, 44100])
+        ext = rng.choice(["wav", "flac", "ogg"])
+        write_audio(root / f"d{i % 3}" / f"f{i:02d}.{ext}", tone(sr, rng.uniform(0.5, 4.0), channels=rng.choice([1, 2]), seed=i), sr)
+    return root
+
+
+def test_sigkill_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    clean = tmp_path / "clean"
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(clean), "-x", "mfcc,spectral", "--workers", "2")
+    assert code == 0
+    expected = {name: table_rows(clean, name) for name in ("mfcc", "spectral")}
+    expected_files = table_rows(clean, "files", drop=("processed_at", "path"))
+    rng = random.Random(1)
+    for attempt in range(4):
+        out = tmp_path / f"out{attempt}"
+        committed_before = 0
+        for _ in range(3):  # kill it up to three times, then let it finish
+            proc = start_cli("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2", "--quiet")
+            time.sleep(rng.uniform(0.3, 2.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            if (out / "files").is_dir():
+                # What is there after a kill is a readable dataset with whole files only.
+                files = ds.dataset(str(out / "files"), format="parquet").to_table()
+                assert files["file_id"].unique().length() == len(files)
+                ids = set(files["file_id"].to_pylist())
+                for name in ("mfcc", "spectral"):
+                    if (out / name).is_dir():
+                        ds.dataset(str(out / name), format="parquet").to_table()
+                committed_before = len(ids)
+        code, summary, stderr = run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2")
+        assert code == 0, stderr
+        assert summary["skipped"] == committed_before  # nothing committed is recomputed
+        assert summary["processed"] + summary["skipped"] == 14
+        for name in ("mfcc", "spectral"):
+            assert table_rows(out, name) == expected[name], (attempt, name)
+        assert table_rows(out, "files", drop=("processed_at", "path")) == expected_files
+        assert not list(out.rglob("*.tmp"))
+
+
+def test_a_crashing_worker_costs_only_its_file(corpus, tmp_path):
+    marked(corpus / "poison.wav")
+    marked(corpus / "poison2.flac")
+    out = tmp_path / "out"
+    code, summary, stderr = run_json(
+        "extract", str(corpus), "-o", str(out), "-x", "faulty,mfcc", "--set", "faulty.mode=abort", "--workers", "2", env=PLUGIN_ENV
+    )
+    assert code == 1 and "Traceback" not in stderr
+    files = {r["relpath"]: r for r in ds.dataset(str(out / "files")).to_table().to_pylist()}
+    assert files["poison.wav"]["error_kind"] == "crash" and "SIGABRT" in files["poison.wav"]["error"]
+    assert files["poison2.flac"]["error_kind"] == "crash"
+    ok = [r for r in files.values() if r["status"] == "ok"]
+    assert len(ok) == 4 and summary["failed"] == 2
+    assert set(ds.dataset(str(out / "mfcc")).to_table()["file_id"].unique().to_pylist()) == {r["file_id"] for r in ok}
+
+
+def test_a_hanging_file_times_out_and_the_run_goes_on(corpus, tmp_path):
+    marked(corpus / "stuck.wav")
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code, summary, _ = run_json(
+        "extract", str(corpus), "-o", str(out), "-x", "faulty", "--set", "faulty.mode=hang",
+        "--set", "run.min_file_timeout=3", "--set", "run.file_timeout=1", "--workers", "2", env=PLUGIN_ENV,
+    )
+    assert code == 1 and time.monotonic() - started < 60
+    files = {r["relpath"]: r for r in ds.dataset(str(out / "files")).to_table().to_pylist()}
+    assert files["stuck.wav"]["error_kind"] == "timeout"
+    assert sum(r["status"] == "ok" for r in files.values()) == 4
+
+
+def test_an_extractor_exception_is_a_row(corpus, tmp_path):
+    marked(corpus / "odd.wav")
+    code, summary, _ = run_json(
+        "extract", str(corpus), "-o", str(tmp_path / "out"), "-x", "faulty", "--set", "faulty.mode=raise", env=PLUGIN_ENV
+    )
+    assert code == 1 and summary["failed"] == 1
+    assert summary["errors"][0]["error_kind"] == "extract" and "marked file" in summary["errors"][0]["error"]
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_stop_after_committing(corpus, tmp_path, sig, status):
+    marked(corpus / "stuck.wav")
+    out = tmp_path / "out"
+    proc = start_cli("extract", str(corpus), "-o", str(out), "-x", "faulty", "--set", "faulty.mode=hang", "--workers", "1", env=PLUGIN_ENV)
+    # Files go longest first, so the 4 tones (all longer than 1 s) finish before the stuck one.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        log = out / "_audiokit" / "workers.log"
+        if log.exists() and (out / "files").exists():
+            break
+    time.sleep(2.0)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == status, stderr
+    assert "stopped by" in stderr and "Traceback" not in stderr
+    files = ds.dataset(str(out / "files")).to_table().to_pylist()
+    assert {r["relpath"] for r in files} >= {"a/tone.wav", "a/tone.flac"}
+    assert all(r["status"] == "ok" for r in files)
+    # The next run with the same config (the stuck file gone) does only what was left.
+    (corpus / "stuck.wav").unlink()
+    code, summary, _ = run_json("extract", str(corpus), "-o", str(out), "-x", "faulty", "--set", "faulty.mode=hang", env=PLUGIN_ENV)
+    assert code == 0 and summary["processed"] == 4 - len(files) and summary["skipped"] == len(files)
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    data = bytearray(data)
+    kind = rng.randrange(6)
+    if kind == 0:  # bit flips
+        for _ in range(rng.randint(1, 40)):
+            pos = rng.randrange(len(data))
+            data[pos] ^= 1 << rng.randrange(8)
+    elif kind == 1:  # truncation
+        data = data[: rng.randrange(len(data))]
+    elif kind == 2:  # absurd header sizes
+        for pos in range(4, min(len(data) - 4, 80), 4):
+            if rng.random() < 0.3:
+                data[pos : pos + 4] = rng.choice([b"\xff\xff\xff\xff", b"\xff\xff\xff\x7f", b"\x00\x00\x00\x00"])
+    elif kind == 3:  # random bytes in the middle
+        start = rng.randrange(len(data))
+        data[start : start + 256] = os.urandom(min(256, len(data) - start))
+    elif kind == 4:  # garbage appended
+        data += os.urandom(rng.randint(1, 2048))
+    else:  # zeroed header
+        data[:64] = bytes(min(64, len(data)))
+    return bytes(data)
+
+
+def test_fuzzed_files_always_finish_with_a_row_each(tmp_path):
+    rng = random.Random(3)
+    seeds = []
+    for ext, sr, ch in [("wav", 8000, 1), ("wav", 44100, 2), ("flac", 16000, 1), ("ogg", 22050, 2), ("mp3", 16000, 1)]:
+        seeds.append((ext, write_audio(tmp_path / f"seed.{ext}", tone(sr, 0.4, channels=ch), sr).read_bytes()))
+    fuzz = tmp_path / "fuzz"
+    fuzz.mkdir()
+    n = 1200
+    for i in range(n):
+        ext, data = rng.choice(seeds)
+        (fuzz / f"m{i:04d}.{ext}").write_bytes(mutate(data, rng))
+    out = tmp_path / "out"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    code, summary, stderr = run_json("extract", str(fuzz), "-o", str(out), "-x", "mfcc", "--workers", "2", "--quiet", timeout=1200)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert code in (0, 1) and "Traceback" not in stderr
+    assert summary["processed"] == n
+    files = ds.dataset(str(out / "files")).to_table().to_pylist()
+    assert len(files) == n
+    for row in files:
+        assert row["status"] in ("ok", "error")
+        if row["status"] == "error":
+            assert row["error_kind"] and row["error"]
+    assert max(peak_kb, before) < 1_000_000, f"peak RSS {peak_kb / 1e3:.0f} MB"
