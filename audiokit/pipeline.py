@@ -4,6 +4,7 @@ feed every extractor that wants that rate, stage the rows for the writer."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from audiokit.errors import DecodeError, ExtractorError, FileError
 from audiokit.extractors import REGISTRY, Extractor
 from audiokit.store.dataset import FileResult
 from audiokit.store.parts import PartWriter
+from audiokit.store.schema import part_metadata
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def plan(
 class FileProcessor:
     """Built once per worker: holds the chain's extractors (filterbanks, windows, weights)."""
 
-    def __init__(self, config: Config, *, staging_path, backend: str = "numpy", device: str = "cpu"):
+    def __init__(self, config: Config, *, staging_path, backend: str = "numpy", device: str = "cpu", version: str = ""):
         self.config = config
         self.staging_path = staging_path  # (file_id, table) -> path
         self.extractors: dict[str, Extractor] = {
@@ -88,6 +90,8 @@ class FileProcessor:
         }
         self.entries = {name: done_entry(config, name) for name in config.chain}
         self.table_schemas = {ext.table: ext.schema() for ext in self.extractors.values()}
+        self.version = version
+        self.resolved = config.to_dict()
 
     def process(self, task: Task, on_open=None) -> FileResult:
         row = files_row(task, self.config)
@@ -140,18 +144,18 @@ class FileProcessor:
             def feed(rate: int, samples: np.ndarray, final: bool) -> None:
                 block = np.ascontiguousarray(samples.T)
                 for ext, stream in by_rate[rate]:
+                    sink = self._sink(sinks, ext, task.file.file_id)
+                    schema = self.table_schemas[ext.table]
                     try:
-                        batches = list(stream.push(block)) if block.shape[1] else []
-                        if final:
-                            batches += list(stream.finish())
+                        # Batches are written as they come: a stream may hold a whole
+                        # file's rows back until `finish` (the peak floor), never in memory.
+                        batches = stream.push(block) if block.shape[1] else ()
+                        for batch in itertools.chain(batches, stream.finish() if final else ()):
+                            sink.write(_with_file_id(batch, task.file.file_id, schema))
                     except FileError:
                         raise
                     except Exception as exc:
                         raise ExtractorError(f"{ext.name} failed: {type(exc).__name__}: {exc}") from None
-                    schema = self.table_schemas[ext.table]
-                    for batch in batches:
-                        sink = self._sink(sinks, ext, task.file.file_id)
-                        sink.write(_with_file_id(batch, task.file.file_id, schema))
 
             for samples in reader.blocks(block_frames):
                 mixed = apply_channel_policy(samples, policy)
@@ -167,7 +171,9 @@ class FileProcessor:
 
     def _sink(self, sinks: dict[str, PartWriter], ext: Extractor, file_id: str) -> PartWriter:
         if ext.table not in sinks:
-            sinks[ext.table] = PartWriter(self.staging_path(file_id, ext.table), self.table_schemas[ext.table])
+            meta = part_metadata(config=self.resolved, config_hash=self.config.config_hash, version=self.version, file_ids=[file_id])
+            schema = self.table_schemas[ext.table].with_metadata(meta)
+            sinks[ext.table] = PartWriter(self.staging_path(file_id, ext.table), schema)
         return sinks[ext.table]
 
 
@@ -201,7 +207,7 @@ def error_result(task: Task, config: Config, kind: str, message: str) -> FileRes
 
 def _with_file_id(batch: pa.RecordBatch, file_id: str, schema: pa.Schema) -> pa.RecordBatch:
     ids = pa.DictionaryArray.from_arrays(pa.array(np.zeros(batch.num_rows, dtype=np.int32)), pa.array([file_id]))
-    return pa.RecordBatch.from_arrays([pc.cast(ids, pa.string()), *batch.columns], schema=schema)
+    return pa.RecordBatch.from_arrays([pc.cast(ids, pa.string()), *batch.columns], schema=schema.remove_metadata())
 
 
 __all__ = ["FileProcessor", "Plan", "Task", "plan"]

@@ -28,7 +28,9 @@ def _worker_main(conn, config: Config, backend: str, device: str, staging_path, 
     _die_with_parent(parent)
     _quiet_codecs(log_path)
     _limit_threads()
-    processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device)
+    from audiokit import __version__
+
+    processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device, version=__version__)
     while True:
         try:
             message = conn.recv()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from typing import ClassVar, Iterable
+from typing import ClassVar, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -87,14 +87,14 @@ class FrameStream:
     def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
         return self._emit([f.push(block) for f in self.framers])
 
-    def finish(self) -> list[pa.RecordBatch]:
-        batches = self._emit([f.finish() for f in self.framers])
+    def finish(self) -> Iterator[pa.RecordBatch]:
+        """The last rows; with a peak floor, every row of the file, one block at a time."""
+        yield from self._emit([f.finish() for f in self.framers])
         if self.spool is not None:
             start = 0
             for db in self.spool.chunks(self.extractor.peak_floor_db):
-                batches.append(self._batch(start, self.extractor.finalize(db)))
+                yield self._batch(start, self.extractor.finalize(db))
                 start += db.shape[1]
-        return batches
 
     def _emit(self, segments: list[np.ndarray]) -> list[pa.RecordBatch]:
         ext = self.extractor

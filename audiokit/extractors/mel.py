@@ -15,6 +15,7 @@ from audiokit.dsp import (
     power_to_db,
     stft_window,
 )
+from audiokit.dsp.mel import SparseFilterbank
 from audiokit.dsp.spectrum import power_spectrum
 from audiokit.extractors.base import param, register, vector_type
 from audiokit.extractors.frames import FrameExtractor
@@ -62,9 +63,10 @@ class _MelExtractor(FrameExtractor):
         self.pad_modes = (p.pad_mode,)
         self.peak_floor_db = p.top_db
         self.window = stft_window(p.n_fft, p.win_length, p.window)
-        self.mel_basis_t = np.ascontiguousarray(
-            mel_filterbank(sr=p.sr, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, htk=p.htk, norm=p.norm).T
+        self.mel_basis = mel_filterbank(
+            sr=p.sr, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, htk=p.htk, norm=p.norm
         )
+        self.apply_mel = SparseFilterbank(self.mel_basis)
 
     def validate(self) -> None:
         p = self.params
@@ -77,7 +79,7 @@ class _MelExtractor(FrameExtractor):
         spectrum = power_spectrum(frames, self.window)
         if p.power != 2.0:
             spectrum = spectrum ** np.float32(p.power / 2.0)
-        mel = spectrum @ self.mel_basis_t
+        mel = self.apply_mel(spectrum)
         return power_to_db(mel, ref=p.ref, amin=p.amin, top_db=None)
 
     def compute(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -30,6 +30,9 @@ from audiokit.store.parts import TMP_SUFFIX, PartWriter, fsync_dir, iter_batches
 from audiokit.store.schema import FILES_SCHEMA, FILES_TABLE, META_DIR, part_file_ids, part_metadata
 
 
+OWN_PART_BYTES = 4 << 20
+
+
 @dataclass
 class FileResult:
     """What a worker hands the writer for one file."""
@@ -166,6 +169,7 @@ class Dataset:
             self.files[r.file_id] = r.row
             for path in r.staged.values():
                 _unlink_quiet(path)
+        pa.default_memory_pool().release_unused()  # keep the writer's footprint flat
 
     def discard(self, results: list[FileResult]) -> None:
         for r in results:
@@ -224,6 +228,17 @@ class Dataset:
                 where.pop(f, None)
             for f in added:
                 where[f] = part
+
+        # A large staged file (a long recording) becomes a part by rename, not by copy; it was
+        # written with its final metadata. Small ones are gathered into one part per batch.
+        for f in [f for f in new_files if isinstance(sources[f], str) and os.path.getsize(sources[f]) >= OWN_PART_BYTES]:
+            path = os.path.join(directory, new_part_name())
+            with open(sources[f], "rb") as staged:
+                os.fsync(staged.fileno())
+            os.replace(sources[f], path)
+            fsync_dir(directory)
+            where[f] = path
+            new_files.remove(f)
 
         if new_files:
             path = os.path.join(directory, new_part_name())

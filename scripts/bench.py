@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Throughput, memory and start-up of audiokit against the pipeline people write by hand.
+
+    python scripts/bench.py                # corpus + A/B throughput + start-up
+    python scripts/bench.py --memory       # 1 h and 10 h 44.1 kHz stereo FLAC, --workers 1
+
+Throughput: a corpus of mixed formats (WAV/FLAC/MP3/OGG, 8–48 kHz, mono and stereo, ≥ 30 min,
+generated here) is processed, alternating A/B for `--rounds` rounds, by
+  audiokit   `audiokit extract CORPUS -o OUT -x mfcc --workers N`
+  librosa    a multiprocessing.Pool(N) around librosa.load(sr=22050, mono=True) →
+             librosa.feature.mfcc → one Parquet file per worker
+  floor      the same pool doing only decode + downmix + resample to 22050 Hz (soxr HQ)
+It checks that audiokit's MFCC equals librosa's and prints real-time factors (per format for
+audiokit), the speedup over librosa, audiokit's time over the decode floor, and the peak RSS of
+each run's whole process tree (sampled from /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+LAYOUTS = [  # (format dir, extension, soundfile format, subtype, rate, channels, minutes)
+    ("wav", "wav", "WAV", "PCM_16", 44100, 2, 9.0),
+    ("wav", "wav", "WAV", "PCM_16", 16000, 1, 3.0),
+    ("flac", "flac", "FLAC", "PCM_16", 48000, 2, 6.0),
+    ("flac", "flac", "FLAC", "PCM_24", 22050, 1, 3.0),
+    ("mp3", "mp3", "MP3", "MPEG_LAYER_III", 44100, 2, 6.0),
+    ("mp3", "mp3", "MP3", "MPEG_LAYER_III", 16000, 1, 2.0),
+    ("ogg", "ogg", "OGG", "VORBIS", 32000, 2, 3.0),
+    ("ogg", "ogg", "OGG", "VORBIS", 8000, 1, 2.0),
+]
+FILE_MINUTES = 1.0  # files of about a minute, a few longer ones for balance
+
+
+def synth(sr: int, seconds: float, channels: int, seed: int) -> np.ndarray:
+    """Music-like audio: a few drifting partials, a beat and noise (compresses like real audio)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sr * seconds)) / sr
+    y = np.zeros_like(t)
+    for _ in range(4):
+        f0 = rng.uniform(80, 1200)
+        y += rng.uniform(0.05, 0.2) * np.sin(2 * np.pi * f0 * t + 3 * np.sin(2 * np.pi * rng.uniform(0.1, 2) * t))
+    y += 0.3 * np.exp(-((t * rng.uniform(1.5, 3)) % 1.0) * 30) * rng.standard_normal(t.size)
+    y += 0.02 * rng.standard_normal(t.size)
+    y = 0.8 * y / np.abs(y).max()
+    out = np.stack([y * (1 - 0.2 * c) + 0.01 * rng.standard_normal(t.size) for c in range(channels)], axis=1)
+    return out.astype(np.float32)
+
+
+def build_corpus(root: Path) -> list[Path]:
+    marker = root / ".complete"
+    if marker.exists():
+        return sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".complete")
+    shutil.rmtree(root, ignore_errors=True)
+    paths, seed = [], 0
+    for fmt_dir, ext, fmt, subtype, sr, ch, minutes in LAYOUTS:
+        remaining = minutes * 60
+        while remaining > 0:
+            seconds = min(remaining, FILE_MINUTES * 60 * (3 if seed % 7 == 0 else 1))
+            path = root / fmt_dir / f"{sr}Hz_{ch}ch_{seed:03d}.{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), synth(sr, seconds, ch, seed), sr, format=fmt, subtype=subtype)
+            paths.append(path)
+            remaining -= seconds
+            seed += 1
+    marker.write_text("ok")
+    return paths
+
+
+# -- the hand-written pipelines (run in a Pool, like users do) ----------------------------------
+
+
+def _librosa_one(path: str):
+    import librosa
+
+    y, sr = librosa.load(path, sr=22050, mono=True)
+    return path, librosa.feature.mfcc(y=y, sr=sr).T.astype(np.float32)
+
+
+def _floor_one(path: str) -> float:
+    """Decode in blocks, downmix, resample: the work no feature pipeline can avoid."""
+    import soxr
+
+    with sf.SoundFile(path) as f:
+        stream = soxr.ResampleStream(f.samplerate, 22050, 1, dtype="float32", quality="HQ") if f.samplerate != 22050 else None
+        n = 0
+        for block in f.blocks(blocksize=f.samplerate * 10, dtype="float32", always_2d=True):
+            mono = block.mean(axis=1, dtype=np.float32)
+            n += len(stream.resample_chunk(mono) if stream else mono)
+        if stream:
+            n += len(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return n / 22050
+
+
+def _pool_init():
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def run_librosa_pipeline(paths: list[str], out: str, workers: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(out, exist_ok=True)
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
+        rows = []
+        for path, mfcc in pool.imap_unordered(_librosa_one, paths):
+            rows.append(pa.table({"path": [path] * len(mfcc), "frame": np.arange(len(mfcc)), "mfcc": pa.FixedSizeListArray.from_arrays(pa.array(mfcc.reshape(-1)), 20)}))
+        pq.write_table(pa.concat_tables(rows), os.path.join(out, "mfcc.parquet"))
+
+
+def run_floor(paths: list[str], workers: int) -> float:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
+        return sum(pool.imap_unordered(_floor_one, paths))
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+class TreeRSS:
+    """Peak of the summed RSS of a process and all its descendants, sampled every 20 ms."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _children(pid: int) -> list[int]:
+        out = []
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+        return out
+
+    def _sample(self) -> int:
+        total, stack = 0, [self.pid]
+        while stack:
+            pid = stack.pop()
+            try:
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except OSError:
+                continue
+            stack += self._children(pid)
+        return total
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def timed_subprocess(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rss = TreeRSS(proc.pid)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    return wall, rss.stop(), subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def timed_python(fn, *args) -> tuple[float, int]:
+    """Run fn in a forked child so its process tree (the pool) is measured on its own."""
+    ctx = multiprocessing.get_context("fork")
+    start = time.perf_counter()
+    child = ctx.Process(target=fn, args=args)
+    child.start()
+    rss = TreeRSS(child.pid)
+    child.join()
+    return time.perf_counter() - start, rss.stop()
+
+
+def audiokit_cmd(inputs: list[str], out: str, workers: int, extra=()) -> list[str]:
+    return [sys.executable, "-m", "audiokit", "extract", *inputs, "-o", out, "-x", "mfcc", "--workers", str(workers), "--json", "--quiet", *extra]
+
+
+def check_equal(audiokit_out: str, librosa_out: str) -> float:
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files = {r["file_id"]: r["path"] for r in ds.dataset(os.path.join(audiokit_out, "files")).to_table().to_pylist()}
+    ours = ds.dataset(os.path.join(audiokit_out, "mfcc")).to_table().to_pandas()
+    ref = pq.read_table(os.path.join(librosa_out, "mfcc.parquet")).to_pandas()
+    worst = 0.0
+    for file_id, group in ours.groupby("file_id"):
+        a = np.stack(group.sort_values("frame").mfcc.to_numpy())
+        b = np.stack(ref[ref.path == files[file_id]].sort_values("frame").mfcc.to_numpy())
+        assert a.shape == b.shape, (files[file_id], a.shape, b.shape)
+        worst = max(worst, float(np.abs(a - b).max() / np.abs(b).max()))
+    return worst
+
+
+def throughput(args) -> dict:
+    corpus = Path(args.corpus)
+    paths = [str(p) for p in build_corpus(corpus)]
+    audio_s = sum(sf.info(p).duration for p in paths)
+    print(f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {sum(os.path.getsize(p) for p in paths) / 1e6:.0f} MB", flush=True)
+    results = {"audiokit": [], "librosa": [], "floor": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            order = ["audiokit", "librosa", "floor"] if r % 2 == 0 else ["floor", "librosa", "audiokit"]
+            for name in order:
+                out = os.path.join(tmp, f"{name}{r}")
+                if name == "audiokit":
+                    wall, rss, proc = timed_subprocess(audiokit_cmd([str(corpus)], out, args.workers))
+                    assert proc.returncode == 0, proc.stderr
+                elif name == "librosa":
+                    wall, rss = timed_python(run_librosa_pipeline, paths, out, args.workers)
+                else:
+                    wall, rss = timed_python(run_floor, paths, args.workers)
+                results[name].append((wall, rss))
+                print(f"  round {r} {name:<8} {wall:7.2f} s  {audio_s / wall:7.1f}× real time  peak RSS {rss / 1e6:6.0f} MB", flush=True)
+        worst = check_equal(os.path.join(tmp, "audiokit0"), os.path.join(tmp, "librosa0"))
+        per_format = {}
+        for fmt in sorted({p.split(os.sep)[-2] for p in paths}):
+            sub = [p for p in paths if p.split(os.sep)[-2] == fmt]
+            seconds = sum(sf.info(p).duration for p in sub)
+            wall, _, proc = timed_subprocess(audiokit_cmd([str(corpus / fmt)], os.path.join(tmp, f"fmt-{fmt}"), args.workers))
+            per_format[fmt] = seconds / wall
+    best = {name: min(w for w, _ in runs) for name, runs in results.items()}
+    summary = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "workers": args.workers,
+        "audio_min": round(audio_s / 60, 1),
+        "best_wall_s": {k: round(v, 2) for k, v in best.items()},
+        "realtime": {k: round(audio_s / v, 1) for k, v in best.items()},
+        "audiokit_realtime_per_format": {k: round(v, 1) for k, v in per_format.items()},
+        "speedup_over_librosa": round(best["librosa"] / best["audiokit"], 2),
+        "audiokit_over_floor": round(best["audiokit"] / best["floor"], 2),
+        "peak_rss_mb": {k: round(max(r for _, r in v) / 1e6) for k, v in results.items()},
+        "mfcc_max_rel_diff_vs_librosa": worst,
+    }
+    return summary
+
+
+def startup(args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        short = os.path.join(tmp, "short.wav")
+        sf.write(short, synth(16000, 3.0, 1, 0), 16000)
+        helps, runs = [], []
+        for i in range(5):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "audiokit", "--help"], capture_output=True, check=True)
+            helps.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            subprocess.run(audiokit_cmd([short], os.path.join(tmp, f"o{i}"), 1), capture_output=True, check=True)
+            runs.append(time.perf_counter() - t)
+    return {"help_s": round(min(helps), 3), "one_short_file_s": round(min(runs), 3)}
+
+
+def write_long_flac(path: str, hours: float) -> None:
+    """44.1 kHz stereo FLAC written in one-minute pieces (never all in memory)."""
+    if os.path.exists(path):
+        return
+    with sf.SoundFile(path + ".part", "w", 44100, 2, format="FLAC", subtype="PCM_16") as f:
+        piece = synth(44100, 60.0, 2, 1)
+        for _ in range(int(hours * 60)):
+            f.write(piece)
+    os.replace(path + ".part", path)
+
+
+def memory(args) -> dict:
+    out = {}
+    os.makedirs(args.long_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for hours in (1, 10):
+            path = os.path.join(args.long_dir, f"long_{hours}h.flac")
+            write_long_flac(path, hours)
+            wall, rss, proc = timed_subprocess(audiokit_cmd([path], os.path.join(tmp, f"o{hours}"), 1, ("-x", "mfcc,spectral")))
+            assert proc.returncode == 0, proc.stderr
+            out[f"{hours}h"] = {"peak_rss_mb": round(rss / 1e6), "wall_s": round(wall, 1), "realtime": round(hours * 3600 / wall, 1)}
+            print(f"  {hours} h: peak RSS {rss / 1e6:.0f} MB, {wall:.1f} s", flush=True)
+    out["growth_10h_over_1h"] = round(out["10h"]["peak_rss_mb"] / out["1h"]["peak_rss_mb"] - 1, 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-corpus"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--memory", action="store_true", help="run the 1 h / 10 h memory test instead")
+    parser.add_argument("--long-dir", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-long"))
+    args = parser.parse_args()
+    if args.memory:
+        result = {"memory": memory(args)}
+    else:
+        result = {"throughput": throughput(args), "startup": startup(args)}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
