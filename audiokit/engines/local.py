@@ -22,11 +22,13 @@ from audiokit.pipeline import FileProcessor, Task, error_result
 from audiokit.store.dataset import FileResult
 
 
-def _worker_main(conn, config: Config, backend: str, device: str, staging_path, log_path) -> None:
+def _worker_main(conn, config: Config, backend: str, device: str, staging_path, log_path, torch_threads: int = 1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _quiet_codecs(log_path)
     _limit_threads()
+    # Models (embeddings) run torch in each worker: share the cores, workers × threads ≤ cores.
+    os.environ.setdefault("AUDIOKIT_TORCH_THREADS", str(torch_threads))
     processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device)
     while True:
         try:
@@ -108,7 +110,10 @@ class LocalEngine:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(child, self.config, self.backend, self.device, self.staging_path, self.log_path),
+            args=(
+                child, self.config, self.backend, self.device, self.staging_path, self.log_path,
+                max(1, default_workers() // self.n_workers),
+            ),
             daemon=True,
         )
         process.start()
