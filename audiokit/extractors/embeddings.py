@@ -127,7 +127,8 @@ class EmbeddingStream:
         self.frontend = self.model.stream_frontend() if self.model.stream_frontend else None
         self.window = extractor.window_units
         self.hop = extractor.hop_units
-        self.seconds_per_unit = extractor.unit_hop / extractor.sample_rate
+        self.unit_hop = extractor.unit_hop
+        self.sample_rate = extractor.sample_rate
         self.buffer: np.ndarray | None = None  # units from `buffer_start` on, (C, U, ...)
         self.buffer_start = 0
         self.next_window = 0
@@ -152,7 +153,7 @@ class EmbeddingStream:
             stacked = np.stack(self.pooled)
             if self.pooling == "mean":
                 stacked = stacked / self.pooled_count[:, None]
-            duration = self.samples / self.ext.sample_rate
+            duration = self.samples / self.sample_rate
             zeros = np.zeros(self.channels)
             batches.append(self._rows(np.arange(self.channels), zeros, zeros + duration, stacked.astype(np.float32)))
         return batches
@@ -165,8 +166,11 @@ class EmbeddingStream:
         total = self.buffer_start + held  # units seen so far
         last = None
         if final:
-            # Windows needed to cover every unit; at least one, even for a file shorter than it.
-            last = 1 + max(0, math.ceil((total - self.window) / self.hop))
+            # Windows needed to cover every sample; at least one, even for a file shorter than it.
+            # Counted in samples, not units: a stream front end has one frame more than the
+            # samples fill (the frame centred on the last sample).
+            win, hop = self.window * self.unit_hop, self.hop * self.unit_hop
+            last = 1 + max(0, math.ceil((self.samples - win) / hop))
         while True:
             k = self.next_window
             first = k * self.hop
@@ -183,10 +187,11 @@ class EmbeddingStream:
                 if piece is not None and piece.shape[1]:
                     padded[:, : piece.shape[1]] = piece
                 piece = padded
-            start = first * self.seconds_per_unit
-            end = start + self.window * self.seconds_per_unit
+            # From integer sample counts, so times are exact where the rate allows (0.8, not 0.8000…01).
+            start = first * self.unit_hop / self.sample_rate
+            end = (first + self.window) * self.unit_hop / self.sample_rate
             if final:
-                end = min(end, self.samples / self.ext.sample_rate)
+                end = min(end, self.samples / self.sample_rate)
             for channel in range(self.channels):
                 self.pending.append((channel, start, end, piece[channel].copy()))
             self.next_window += 1

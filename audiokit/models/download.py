@@ -10,6 +10,7 @@ checkpoint under a name that code would load.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -67,15 +68,15 @@ def fetch(
     request = urllib.request.Request(url, headers={"User-Agent": "audiokit"})
     if have:
         request.add_header("Range", f"bytes={have}-")
+    complete = False  # the server sent every byte it announced
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status = getattr(response, "status", 200)
             if have and status != 206:
-                have = 0  # the server sent the whole file: start over
-            total = size
+                have = 0  # the server ignored the range and sends the whole file: start over
             length = response.headers.get("Content-Length")
-            if total is None and length is not None:
-                total = have + int(length)
+            announced = have + int(length) if length is not None else None
+            total = size or announced
             with open(part, "ab" if have else "wb") as out:
                 done = have
                 while True:
@@ -88,22 +89,23 @@ def fetch(
                         on_progress(done, total)
                 out.flush()
                 os.fsync(out.fileno())
+            complete = announced is None or done == announced
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and size is not None and have == size:
-            pass  # we already hold every byte; verify below
+            complete = True  # we already hold every byte; verify below
         else:
             raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
         kept = part.stat().st_size if part.exists() else 0
         raise DownloadError(f"{url}: {reason} ({kept} bytes kept in {part}; run again to resume)") from None
 
     got = part.stat().st_size
+    if not complete:
+        raise DownloadError(f"{url}: transfer ended after {got} bytes ({got} bytes kept in {part}; run again to resume)")
     if size is not None and got != size:
-        if got < size:
-            raise DownloadError(f"{url}: transfer ended after {got} of {size} bytes; run again to resume")
         part.unlink()
-        raise DownloadError(f"{url}: got {got} bytes, expected {size}; the partial file was deleted")
+        raise DownloadError(f"{url}: got {got} bytes, expected {size}: not the pinned file; it was deleted")
     digest = sha256_of(part)
     if digest != sha256.lower():
         part.unlink()

@@ -29,7 +29,12 @@ class ModelError(Exception):
 
 
 def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    if "torch" in sys.modules:
+        return sys.modules["torch"] is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def torch_threads() -> int:
@@ -358,7 +363,13 @@ def get_recipe(model: str) -> Recipe:
 
 
 def pull(name: str, *, on_progress=None) -> Path:
-    """Download a built-in model's official checkpoint into the model dir (verified, atomic)."""
+    """Download a built-in model's official checkpoint into the model dir (verified, atomic).
+
+    `$AUDIOKIT_MODEL_MIRROR` (a base URL) fetches the same file from a local mirror instead;
+    the pinned size and sha256 still apply.
+    """
+    from urllib.parse import quote
+
     from audiokit.models.download import fetch
 
     recipe = get_recipe(name)
@@ -367,7 +378,9 @@ def pull(name: str, *, on_progress=None) -> Path:
         if present is not None:
             return present
         raise ModelError(f"model {name} is not downloaded by audiokit: {recipe.how_to_get()}")
-    return fetch(recipe.url, model_dir() / recipe.filename, sha256=recipe.sha256, size=recipe.size, on_progress=on_progress)
+    mirror = os.environ.get("AUDIOKIT_MODEL_MIRROR")
+    url = f"{mirror.rstrip('/')}/{quote(recipe.filename)}" if mirror else recipe.url
+    return fetch(url, model_dir() / recipe.filename, sha256=recipe.sha256, size=recipe.size, on_progress=on_progress)
 
 
 __all__ = ["BUILTIN", "EmbeddingModel", "ModelError", "Recipe", "get_recipe", "pull", "resolve_device", "torch_threads"]
