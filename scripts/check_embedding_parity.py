@@ -32,8 +32,8 @@ import soxr
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audiokit.config import load_config  # noqa: E402
-from audiokit.extractors import REGISTRY  # noqa: E402
+from audiokit.config import load_config
+from audiokit.extractors import REGISTRY
 
 
 def load(path: Path, sr: int) -> np.ndarray:

@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-
 from conftest import REPO, run_cli, run_json, tone, write_audio
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -165,7 +164,7 @@ def test_bad_inputs_give_rows_not_crashes(tmp_path: Path):
     (root / "empty.wav").write_bytes(b"")
     for policy, six_channels in (("mix", {0}), ("each", set(range(6)))):
         out = tmp_path / policy
-        code, summary, err = run_json(
+        code, _, err = run_json(
             "extract", str(root), "-o", str(out), "-x", "embeddings", "--workers", "2", "--set", f"audio.channels={policy}"
         )
         assert code == 1, err  # only the empty file fails, as a row of its own
@@ -360,7 +359,7 @@ def test_without_torch_the_package_imports_and_embeddings_is_a_config_error(tmp_
         "except ConfigError as exc:\n"
         "    print('ConfigError:', exc)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     assert "ConfigError: embeddings: model ge2e needs torch: pip install 'audiokit[torch]'" in proc.stdout
@@ -394,7 +393,7 @@ def test_model_uses_the_thread_budget_it_is_given(tmp_path: Path):
         "print(torch.get_num_threads())\n"
     )
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "AUDIOKIT_TORCH_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env)
     assert proc.stdout.strip() == "1", proc.stderr
 
 

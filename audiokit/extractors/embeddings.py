@@ -17,7 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from audiokit.errors import ConfigError
-from audiokit.extractors.base import Extractor, key_columns, param, register, vector_array, vector_type
+from audiokit.extractors.base import (
+    Extractor,
+    key_columns,
+    param,
+    register,
+    vector_array,
+    vector_type,
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ class Embeddings(Extractor):
             self._model = self.recipe.load(weights=self.params.weights, device=device, dtype=self.params.dtype)
         return self._model
 
-    def start(self, channels: int, sample_rate: int) -> "EmbeddingStream":
+    def start(self, channels: int, sample_rate: int) -> EmbeddingStream:
         return EmbeddingStream(self, channels)
 
 

@@ -14,8 +14,8 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 CHUNK_BYTES = 1 << 20
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,7 @@ def _read_state_dict(path: Path, pinned_sha256: str | None) -> dict:
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except pickle.UnpicklingError as exc:
         if pinned_sha256 is None or sha256_of(path) != pinned_sha256:
             raise ModelError(
                 f"{path} holds more than tensors and is not the pinned official checkpoint; "
@@ -186,7 +187,7 @@ class GE2E(Recipe):
         spec = importlib.util.find_spec("resemblyzer")
         if spec is None or not spec.submodule_search_locations:
             return None
-        path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+        path = Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
         return path if path.exists() else None
 
     def how_to_get(self) -> str:
