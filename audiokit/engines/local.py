@@ -93,6 +93,11 @@ class LocalEngine:
         log_path: str | None = None,
     ):
         self.config = config
+        from audiokit.extractors import REGISTRY
+
+        # Slow extractors (neural models on CPU) raise the per-hour time limit; it never drops.
+        needed = [REGISTRY[n](config.params[n]).seconds_per_audio_hour() for n in config.chain]
+        self.seconds_per_hour = max([config.run.file_timeout, *needed])
         self.log_path = log_path
         self.n_workers = max(1, workers)
         self.staging_path = staging_path
@@ -123,8 +128,8 @@ class LocalEngine:
     def _timeout_for(self, duration_s: float | None) -> float:
         run = self.config.run
         if duration_s is None:
-            return max(run.min_file_timeout, run.file_timeout)
-        return max(run.min_file_timeout, duration_s / 3600.0 * run.file_timeout)
+            return max(run.min_file_timeout, self.seconds_per_hour)
+        return max(run.min_file_timeout, duration_s / 3600.0 * self.seconds_per_hour)
 
     def run(self, tasks: list[Task], on_result: Callable[[FileResult], None]) -> None:
         queue = deque(sorted(tasks, key=lambda t: t.file.size_bytes, reverse=True))

@@ -113,6 +113,13 @@ class Embeddings(Extractor):
         if p.dtype == "float16" and p.device != "cuda":
             raise ValueError("dtype=float16 needs device=cuda (CPU inference is float32)")
 
+    def seconds_per_audio_hour(self) -> float:
+        # Four times the measured CPU cost of the windows of one hour (two cores shared by
+        # other work included), so a long file on CPU is not cut off by the default limit.
+        window_s = self.window_units * self.unit_hop / self.sample_rate
+        hop_s = self.hop_units * self.unit_hop / self.sample_rate
+        return 4.0 * (3600.0 / hop_s) * window_s * self.recipe.cpu_s_per_window_s
+
     def loaded(self):
         """The model, loaded on first use in this process and kept for every later file."""
         if self._model is None:

@@ -83,6 +83,8 @@ class Recipe:
     window_s: float
     hop_s: float
     min_window_s: float = 0.0
+    # Measured CPU seconds (one thread) per second of window, for the per-file time limit.
+    cpu_s_per_window_s: float = 0.0
     # Pulled checkpoints: official URL and the pins a download must match.
     url: str | None = None
     sha256: str | None = None
@@ -180,6 +182,7 @@ class GE2E(Recipe):
     window_s = 1.6  # 160 frames: resemblyzer's partial utterance
     hop_s = 0.8
     min_window_s = 0.1
+    cpu_s_per_window_s = 0.04
     unit_hop = 160  # 10 ms mel frames
 
     def default_weights(self) -> Path | None:
@@ -219,6 +222,7 @@ class PannsCnn14(Recipe):
     window_s = 10.0  # the AudioSet clip length it was trained on
     hop_s = 10.0
     min_window_s = 1.0  # five 2×2 poolings need ≥ 32 frames
+    cpu_s_per_window_s = 0.25
     url = "https://zenodo.org/records/3987831/files/Cnn14_mAP%3D0.431.pth?download=1"
     sha256 = "0dc499e40e9761ef5ea061ffc77697697f277f6a960894903df3ada000e34b31"
     size = 327_428_481
