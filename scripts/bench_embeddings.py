@@ -2,6 +2,7 @@
 
     python scripts/bench_embeddings.py [--model ge2e|cnn14|all] [--files 8] [--seconds 60]
                                        [--workers 2] [--device cpu] [--long-hours 0]
+                                       [--set embeddings.batch_size=64 ...]
 
 Writes `--files` WAV files of `--seconds` each (44.1 kHz, tone + noise: the cost of these
 models does not depend on the content) and runs `audiokit extract -x embeddings` on them as a
@@ -79,6 +80,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--long-hours", type=float, default=0.0)
+    parser.add_argument("--set", dest="settings", action="append", default=[], help="extra embeddings.X=Y")
     args = parser.parse_args()
     models = ["ge2e", "cnn14"] if args.model == "all" else [args.model]
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +89,7 @@ def main() -> int:
         corpus.mkdir()
         audio_s = write_corpus(corpus, args.files, args.seconds, args.long_hours)
         for model in models:
-            extra = []
+            extra = list(args.settings)
             if model == "cnn14":
                 sys.path.insert(0, str(REPO))
                 from audiokit.models.registry import PannsCnn14

@@ -98,7 +98,8 @@ def check_ge2e(data: Path, count: int) -> list[float]:
         cosines += file_cos
         print(f"ge2e {path.name}: {len(wav) / 16000:.2f} s, {len(file_cos)} full windows, min cosine {min(file_cos, default=float('nan')):.6f}")
     if last:
-        print(f"ge2e: {len(last)} windows padded past the end: min cosine {min(last):.6f}")
+        print(f"ge2e: {len(last)} windows padded past the end: min cosine {min(last):.6f}, "
+              f"max (1 - cos) {max(1 - c for c in last):.2e}")
     return cosines
 
 
