@@ -563,3 +563,17 @@ def test_slow_models_raise_the_per_file_time_limit(tmp_path: Path):
     assert plain == 600.0  # run.file_timeout's default, untouched without a slow extractor
     # CNN14 on one CPU thread runs at about 4x real time: an hour needs more than the default.
     assert limits["cnn14"] >= 3600.0 > limits["ge2e"] >= 600.0
+
+
+@needs_torch
+def test_corrupt_checkpoint_is_a_per_file_error(tmp_path: Path):
+    weights = tmp_path / "broken.pth"
+    weights.write_bytes(b"this is not a checkpoint")
+    write_audio(tmp_path / "in" / "a.wav", tone(16000, 1.0), 16000)
+    write_audio(tmp_path / "in" / "b.wav", tone(16000, 1.0, freq=300.0), 16000)
+    code, summary, err = run_json("extract", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-x", "embeddings",
+                                  "--set", f"embeddings.weights={weights}", "--workers", "1")
+    assert code == 1, err
+    assert summary["failed"] == 2
+    assert {e["error_kind"] for e in summary["errors"]} == {"extract"}
+    assert all("cannot load model ge2e" in e["error"] for e in summary["errors"])

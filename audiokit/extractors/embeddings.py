@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from audiokit.errors import ConfigError
+from audiokit.errors import ConfigError, ExtractorError
 from audiokit.extractors.base import (
     Extractor,
     key_columns,
@@ -125,8 +125,11 @@ class Embeddings(Extractor):
         if self._model is None:
             from audiokit.models.registry import resolve_device
 
-            device = resolve_device(self.params.device)
-            self._model = self.recipe.load(weights=self.params.weights, device=device, dtype=self.params.dtype)
+            try:
+                device = resolve_device(self.params.device)
+                self._model = self.recipe.load(weights=self.params.weights, device=device, dtype=self.params.dtype)
+            except Exception as exc:  # a corrupt checkpoint, a CUDA failure: this file's error row
+                raise ExtractorError(f"embeddings: cannot load model {self.recipe.name}: {type(exc).__name__}: {exc}") from None
         return self._model
 
     def start(self, channels: int, sample_rate: int) -> EmbeddingStream:
@@ -134,6 +137,13 @@ class Embeddings(Extractor):
 
 
 class EmbeddingStream:
+    """One file: front end → window buffer → batches of `batch_size` windows → rows.
+
+    Holds at most one window plus one block of units and fewer than `batch_size` pending
+    windows, whatever the file's length. Batches fill in window order whatever the block
+    sizes, so the same file gives the same batches and, on CPU, bit-identical vectors.
+    """
+
     def __init__(self, extractor: Embeddings, channels: int):
         self.ext = extractor
         self.model = extractor.loaded()
