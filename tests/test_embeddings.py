@@ -449,9 +449,10 @@ def test_cnn14_refuses_to_unpickle_an_unpinned_checkpoint(tmp_path: Path):
 class _Server:
     """Serves `payload` at any path; honours Range; optionally cuts the first response short."""
 
-    def __init__(self, payload: bytes, cut_after: int | None = None):
+    def __init__(self, payload: bytes, cut_after: int | None = None, honour_range: bool = True):
         self.payload = payload
         self.cut_after = cut_after
+        self.honour_range = honour_range
         self.ranges: list[str | None] = []
         outer = self
 
@@ -462,6 +463,8 @@ class _Server:
             def do_GET(self):
                 header = self.headers.get("Range")
                 outer.ranges.append(header)
+                if not outer.honour_range:
+                    header = None
                 start = int(header.split("=")[1].split("-")[0]) if header else 0
                 body = outer.payload[start:]
                 self.send_response(206 if header else 200)
@@ -577,3 +580,18 @@ def test_corrupt_checkpoint_is_a_per_file_error(tmp_path: Path):
     assert summary["failed"] == 2
     assert {e["error_kind"] for e in summary["errors"]} == {"extract"}
     assert all("cannot load model ge2e" in e["error"] for e in summary["errors"])
+
+
+def test_download_resume_from_a_server_that_ignores_ranges(tmp_path: Path, payload: bytes):
+    from audiokit.models.download import DownloadError, fetch
+
+    digest = hashlib.sha256(payload).hexdigest()
+    server = _Server(payload, cut_after=100_000, honour_range=False)
+    try:
+        with pytest.raises(DownloadError):
+            fetch(f"{server.url}/w.pth", tmp_path / "w.pth", sha256=digest, size=len(payload))
+        dest = fetch(f"{server.url}/w.pth", tmp_path / "w.pth", sha256=digest, size=len(payload))
+    finally:
+        server.close()
+    assert server.ranges == [None, "bytes=100000-"]  # asked for the rest, got the whole file (200)
+    assert dest.read_bytes() == payload  # started over instead of appending the whole file
