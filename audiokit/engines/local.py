@@ -18,6 +18,7 @@ from multiprocessing.connection import wait
 from typing import Callable
 
 from audiokit.config import Config
+from audiokit.extractors import REGISTRY
 from audiokit.pipeline import FileProcessor, Task, error_result
 from audiokit.store.dataset import FileResult
 
@@ -93,8 +94,6 @@ class LocalEngine:
         log_path: str | None = None,
     ):
         self.config = config
-        from audiokit.extractors import REGISTRY
-
         # Slow extractors (neural models on CPU) raise the per-hour time limit; it never drops.
         needed = [REGISTRY[n](config.params[n]).seconds_per_audio_hour() for n in config.chain]
         self.seconds_per_hour = max([config.run.file_timeout, *needed])
