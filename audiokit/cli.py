@@ -151,6 +151,43 @@ def list_extractors(as_json: bool = typer.Option(False, "--json", help="Print JS
             typer.echo(f"    {p['name']:<16} {p['type']:<12} {default:<12} {p['help']}")
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Pretrained models for the embeddings extractor.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Built-in models: name, source, dimensions, sample rate, licence, weights present."""
+    from audiokit.models import BUILTIN
+
+    data = [recipe.describe() for recipe in BUILTIN.values()]
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    for m in data:
+        present = "present" if m["weights_present"] else "missing"
+        typer.echo(f"{m['name']:<8} {m['dim']:>5}-d  {m['sample_rate']:>5} Hz  weights {present:<8} {m['source']}  [{m['licence']}]")
+        typer.echo(f"         {m['description']}")
+
+
+@models_app.command("pull")
+def models_pull(name: str = typer.Argument(..., help="A model from `audiokit models list`.")) -> None:
+    """Download a model's official checkpoint (pinned sha256, resumable) into the model dir
+    ($AUDIOKIT_MODEL_DIR, default ~/.cache/audiokit/models)."""
+    from audiokit.models import DownloadError, ModelError, pull
+
+    def on_progress(done: int, total: int | None) -> None:
+        if sys.stderr.isatty():
+            shown = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+            typer.echo(f"\r{name}: {shown}", err=True, nl=False)
+
+    try:
+        path = pull(name, on_progress=on_progress)
+    except (ModelError, DownloadError) as exc:
+        _fail(str(exc), 1 if isinstance(exc, DownloadError) else 2)
+    typer.echo(str(path))
+
+
 def main() -> None:
     app()
 

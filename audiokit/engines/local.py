@@ -18,16 +18,21 @@ from multiprocessing.connection import wait
 from typing import Callable
 
 from audiokit.config import Config
+from audiokit.extractors import REGISTRY
 from audiokit.pipeline import FileProcessor, Task, error_result
 from audiokit.store.dataset import FileResult
 
 
-def _worker_main(conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int) -> None:
+def _worker_main(
+    conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int, torch_threads: int = 1
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent)
     _quiet_codecs(log_path)
     _limit_threads()
+    # Models (embeddings) run torch in each worker: share the cores, workers × threads ≤ cores.
+    os.environ.setdefault("AUDIOKIT_TORCH_THREADS", str(torch_threads))
     from audiokit import __version__
 
     processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device, version=__version__)
@@ -107,6 +112,9 @@ class LocalEngine:
         log_path: str | None = None,
     ):
         self.config = config
+        # Slow extractors (neural models on CPU) raise the per-hour time limit; it never drops.
+        needed = [REGISTRY[n](config.params[n]).seconds_per_audio_hour() for n in config.chain]
+        self.seconds_per_hour = max([config.run.file_timeout, *needed])
         self.log_path = log_path
         self.n_workers = max(1, workers)
         self.staging_path = staging_path
@@ -124,7 +132,10 @@ class LocalEngine:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(child, self.config, self.backend, self.device, self.staging_path, self.log_path, os.getpid()),
+            args=(
+                child, self.config, self.backend, self.device, self.staging_path, self.log_path,
+                os.getpid(), max(1, default_workers() // self.n_workers),
+            ),
             daemon=True,
         )
         process.start()
@@ -134,8 +145,8 @@ class LocalEngine:
     def _timeout_for(self, duration_s: float | None) -> float:
         run = self.config.run
         if duration_s is None:
-            return max(run.min_file_timeout, run.file_timeout)
-        return max(run.min_file_timeout, duration_s / 3600.0 * run.file_timeout)
+            return max(run.min_file_timeout, self.seconds_per_hour)
+        return max(run.min_file_timeout, duration_s / 3600.0 * self.seconds_per_hour)
 
     def run(self, tasks: list[Task], on_result: Callable[[FileResult], None]) -> None:
         queue = deque(sorted(tasks, key=lambda t: t.file.size_bytes, reverse=True))

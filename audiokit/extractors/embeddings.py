@@ -1,0 +1,261 @@
+"""`embeddings`: learned vectors per fixed window (or per file) from a pretrained model.
+
+Windows are fixed and deterministic: window `k` starts at `k * hop_s` and lasts `window_s`;
+the last one is zero-padded to full length and its row records its true end (the file's end).
+Windows stream through a bounded buffer and go to the model `batch_size` at a time, so memory
+does not grow with the file's length. The model (torch; onnxruntime for ONNX user models) is
+loaded on the first file a worker sees, not when the extractor is built, so the main process
+that only reads `schema()` never loads it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from audiokit.errors import ConfigError, ExtractorError
+from audiokit.extractors.base import (
+    Extractor,
+    key_columns,
+    param,
+    register,
+    vector_array,
+    vector_type,
+)
+
+
+@dataclass(frozen=True)
+class EmbeddingParams:
+    model: str = param("ge2e", "model name from `audiokit models list`, or a user model card PATH.toml")
+    window_s: float | None = param(None, "window length, seconds; none = the model's default")
+    hop_s: float | None = param(None, "seconds between window starts; none = the model's default")
+    pooling: str = param(
+        "none", "none = one row per window; mean/max = one row per file and channel", choices=("none", "mean", "max")
+    )
+    batch_size: int = param(16, "windows per forward pass")
+    device: str = param("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    dtype: str = param("float32", "float32, or float16 (CUDA only)", choices=("float32", "float16"))
+    weights: str | None = param(None, "checkpoint path instead of the model's own weights")
+
+
+@register
+class Embeddings(Extractor):
+    name = "embeddings"
+    table = "embeddings"
+    description = "pretrained-model embeddings per fixed window or per file (ge2e, cnn14, ONNX/TorchScript cards)"
+    Params = EmbeddingParams
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        self._recipe = None
+        self._model = None
+
+    @property
+    def recipe(self):
+        if self._recipe is None:
+            from audiokit.models.registry import ModelError, get_recipe
+
+            try:
+                self._recipe = get_recipe(self.params.model)
+            except ModelError as exc:
+                raise ConfigError(f"embeddings: {exc}") from None
+        return self._recipe
+
+    @property
+    def sample_rate(self) -> int:
+        return self.recipe.sample_rate
+
+    @property
+    def unit_hop(self) -> int:
+        return getattr(self.recipe, "unit_hop", 1)
+
+    @property
+    def window_units(self) -> int:
+        seconds = self.params.window_s if self.params.window_s is not None else self.recipe.window_s
+        return max(1, round(seconds * self.sample_rate / self.unit_hop))
+
+    @property
+    def hop_units(self) -> int:
+        seconds = self.params.hop_s if self.params.hop_s is not None else self.recipe.hop_s
+        return max(1, round(seconds * self.sample_rate / self.unit_hop))
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            key_columns()
+            + [
+                pa.field("start_s", pa.float64(), nullable=False),
+                pa.field("end_s", pa.float64(), nullable=False),
+                pa.field("model", pa.string(), nullable=False),
+                pa.field("embedding", vector_type(self.recipe.dim)),
+            ]
+        )
+
+    def validate(self) -> None:
+        from audiokit.models.registry import ModelError
+
+        p = self.params
+        recipe = self.recipe
+        try:
+            recipe.check(p.weights)
+        except ModelError as exc:
+            raise ConfigError(f"embeddings: {exc}") from None
+        window_s = p.window_s if p.window_s is not None else recipe.window_s
+        hop_s = p.hop_s if p.hop_s is not None else recipe.hop_s
+        if not window_s >= recipe.min_window_s or window_s > 3600:
+            raise ValueError(f"window_s={window_s} is outside [{recipe.min_window_s}, 3600] for model {recipe.name}")
+        if not 0 < hop_s <= 3600:
+            raise ValueError(f"hop_s={hop_s} must be positive (and at most 3600)")
+        if p.batch_size < 1:
+            raise ValueError(f"batch_size={p.batch_size} must be at least 1")
+        if p.dtype == "float16" and p.device != "cuda":
+            raise ValueError("dtype=float16 needs device=cuda (CPU inference is float32)")
+
+    def seconds_per_audio_hour(self) -> float:
+        # Four times the measured CPU cost of the windows of one hour (two cores shared by
+        # other work included), so a long file on CPU is not cut off by the default limit.
+        window_s = self.window_units * self.unit_hop / self.sample_rate
+        hop_s = self.hop_units * self.unit_hop / self.sample_rate
+        return 4.0 * (3600.0 / hop_s) * window_s * self.recipe.cpu_s_per_window_s
+
+    def loaded(self):
+        """The model, loaded on first use in this process and kept for every later file."""
+        if self._model is None:
+            from audiokit.models.registry import resolve_device
+
+            try:
+                device = resolve_device(self.params.device)
+                self._model = self.recipe.load(weights=self.params.weights, device=device, dtype=self.params.dtype)
+            except Exception as exc:  # a corrupt checkpoint, a CUDA failure: this file's error row
+                raise ExtractorError(f"embeddings: cannot load model {self.recipe.name}: {type(exc).__name__}: {exc}") from None
+        return self._model
+
+    def start(self, channels: int, sample_rate: int) -> EmbeddingStream:
+        return EmbeddingStream(self, channels)
+
+
+class EmbeddingStream:
+    """One file: front end → window buffer → batches of `batch_size` windows → rows.
+
+    Holds at most one window plus one block of units and fewer than `batch_size` pending
+    windows, whatever the file's length. Batches fill in window order whatever the block
+    sizes, so the same file gives the same batches and, on CPU, bit-identical vectors.
+    """
+
+    def __init__(self, extractor: Embeddings, channels: int):
+        self.ext = extractor
+        self.model = extractor.loaded()
+        self.channels = channels
+        self.frontend = self.model.stream_frontend() if self.model.stream_frontend else None
+        self.window = extractor.window_units
+        self.hop = extractor.hop_units
+        self.unit_hop = extractor.unit_hop
+        self.sample_rate = extractor.sample_rate
+        self.buffer: np.ndarray | None = None  # units from `buffer_start` on, (C, U, ...)
+        self.buffer_start = 0
+        self.next_window = 0
+        self.samples = 0
+        self.pending: list[tuple[int, float, float, np.ndarray]] = []  # (channel, start_s, end_s, units)
+        # A stream front end's frame t covers samples up to (t+1)*unit_hop only once frame t+1
+        # exists: wait for it, so a window cut before the end never reaches past the file.
+        self.lookahead = 1 if self.frontend else 0
+        self.pooling = extractor.params.pooling
+        self.pooled: list[np.ndarray | None] = [None] * channels
+        self.pooled_count = np.zeros(channels, dtype=np.int64)
+
+    def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
+        self.samples += block.shape[1]
+        units = self.frontend.push(block) if self.frontend else block
+        return self._add(units, final=False)
+
+    def finish(self) -> list[pa.RecordBatch]:
+        units = self.frontend.finish(self.channels) if self.frontend else None
+        batches = self._add(units, final=True)
+        if self.pooling != "none" and self.pooled_count.all():
+            stacked = np.stack(self.pooled)
+            if self.pooling == "mean":
+                stacked = stacked / self.pooled_count[:, None]
+            duration = self.samples / self.sample_rate
+            zeros = np.zeros(self.channels)
+            batches.append(self._rows(np.arange(self.channels), zeros, zeros + duration, stacked.astype(np.float32)))
+        return batches
+
+    def _add(self, units: np.ndarray | None, final: bool) -> list[pa.RecordBatch]:
+        if units is not None and units.shape[1]:
+            units = np.asarray(units, dtype=np.float32)
+            self.buffer = units if self.buffer is None else np.concatenate([self.buffer, units], axis=1)
+        held = 0 if self.buffer is None else self.buffer.shape[1]
+        total = self.buffer_start + held  # units seen so far
+        last = None
+        if final:
+            # Windows needed to cover every sample; at least one, even for a file shorter than it.
+            # Counted in samples, not units: a stream front end has one frame more than the
+            # samples fill (the frame centred on the last sample).
+            win, hop = self.window * self.unit_hop, self.hop * self.unit_hop
+            last = 1 + max(0, math.ceil((self.samples - win) / hop))
+        while True:
+            k = self.next_window
+            first = k * self.hop
+            if last is not None:
+                if k >= last:
+                    break
+            elif first + self.window + self.lookahead > total:
+                break
+            lo = first - self.buffer_start
+            piece = self.buffer[:, lo : lo + self.window] if self.buffer is not None else None
+            if piece is None or piece.shape[1] < self.window:
+                shape = (self.channels, self.window) + (() if self.buffer is None else self.buffer.shape[2:])
+                padded = np.zeros(shape, dtype=np.float32)
+                if piece is not None and piece.shape[1]:
+                    padded[:, : piece.shape[1]] = piece
+                piece = padded
+            # From integer sample counts, so times are exact where the rate allows (0.8, not 0.8000…01).
+            start = first * self.unit_hop / self.sample_rate
+            end = (first + self.window) * self.unit_hop / self.sample_rate
+            if final:
+                end = min(end, self.samples / self.sample_rate)
+            for channel in range(self.channels):
+                self.pending.append((channel, start, end, piece[channel].copy()))
+            self.next_window += 1
+        # Drop what no later window needs.
+        keep_from = self.next_window * self.hop
+        if self.buffer is not None and keep_from > self.buffer_start:
+            drop = min(keep_from - self.buffer_start, self.buffer.shape[1])
+            self.buffer = self.buffer[:, drop:].copy()
+            self.buffer_start += drop
+        batches = []
+        size = self.ext.params.batch_size
+        while len(self.pending) >= size or (final and self.pending):
+            chunk, self.pending = self.pending[:size], self.pending[size:]
+            batch = self._run(chunk)
+            if batch is not None:
+                batches.append(batch)
+        return batches
+
+    def _run(self, chunk: list[tuple[int, float, float, np.ndarray]]) -> pa.RecordBatch | None:
+        vectors = self.model.embed(np.stack([units for *_, units in chunk]))
+        if vectors.shape != (len(chunk), self.ext.recipe.dim):
+            raise ValueError(f"model {self.model.name} returned shape {vectors.shape}, expected (B, {self.ext.recipe.dim})")
+        channels = np.array([item[0] for item in chunk], dtype=np.int32)
+        if self.pooling != "none":
+            for c, v in zip(channels, vectors.astype(np.float64)):
+                old = self.pooled[c]
+                self.pooled[c] = v if old is None else (old + v if self.pooling == "mean" else np.maximum(old, v))
+                self.pooled_count[c] += 1
+            return None
+        start = np.array([item[1] for item in chunk])
+        end = np.array([item[2] for item in chunk])
+        return self._rows(channels, start, end, vectors)
+
+    def _rows(self, channels, start, end, vectors) -> pa.RecordBatch:
+        fields = [f for f in self.ext.schema() if f.name != "file_id"]
+        arrays = [
+            pa.array(np.asarray(channels, dtype=np.int32)),
+            pa.array(np.asarray(start, dtype=np.float64)),
+            pa.array(np.asarray(end, dtype=np.float64)),
+            pa.array([self.model.name] * len(vectors), type=pa.string()),
+            vector_array(np.asarray(vectors, dtype=np.float32)),
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
