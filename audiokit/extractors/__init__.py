@@ -1,6 +1,6 @@
 """Built-in extractors; importing this package fills the registry."""
 
-from audiokit.extractors import mel, spectral  # noqa: F401  (registration side effect)
+from audiokit.extractors import mel, segments, spectral  # noqa: F401  (registration side effect)
 from audiokit.extractors.base import REGISTRY, Extractor, register
 
 __all__ = ["REGISTRY", "Extractor", "register"]

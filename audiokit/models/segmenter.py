@@ -1,0 +1,239 @@
+"""The speech/music/noise frame classifier behind the `segments` and `segment_probs` extractors.
+
+Recipe (shared by the extractors and `scripts/train_segmenter.py`, so training sees exactly the
+features inference computes):
+
+1. 16 kHz audio, 32 ms Hann frames every 20 ms (frame `t` centred at `t * 0.02` s).
+2. Per frame: a 40-band log-mel spectrum, its absolute change since the previous frame,
+   the frame level in dBFS, spectral flatness (noise vs tones) and spectral stability (how much
+   the fine spectrum persists from frame to frame: sustained notes do, syllables do not).
+3. Per frame again, statistics of those over a short (0.5 s) and a long (2 s) window centred on
+   it: means and standard deviations. Window means of the log-mel are taken relative to the
+   window's own level, so the classifier sees spectral shape and modulation, not loudness.
+4. A small MLP (numpy inference) gives p(speech), p(music), p(noise) for every second frame
+   (decision `k` is centred at `k * 0.04` s).
+
+Streaming needs one second of look-ahead, so `FrameClassifierStream` holds at most about two
+seconds of per-frame features (a few kB) whatever the file's length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from audiokit.dsp import StreamFramer, frame, mel_filterbank, stft_window
+from audiokit.dsp.spectrum import power_spectrum
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 320
+FRAME_SECONDS = HOP / SAMPLE_RATE
+# The classifier decides every second analysis frame (40 ms): the windows it looks at span
+# 0.5-2 s, so finer steps add cost, not information; boundaries stay well inside the
+# 0.25 s scoring collar.
+DECISION_STRIDE = 2
+DECISION_SECONDS = DECISION_STRIDE * FRAME_SECONDS
+N_MELS = 40
+FMIN, FMAX = 60.0, 8000.0
+SHORT_HALF = 12  # frames either side: a 0.5 s window
+LONG_HALF = 50  # a 2 s window; also the look-ahead the stream needs
+CLASSES = ("speech", "music", "noise")
+WEIGHTS_PATH = Path(__file__).with_name("segmenter-v1.npz")
+
+_MEL_FLOOR = 1e-9  # -90 dB: keeps quiet bands from dominating the statistics
+_STABILITY_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
+
+# Per-frame vector layout: [logmel (40) | |Δ logmel| (40) | level, flatness, stability]
+_N_BASE = 2 * N_MELS + 3
+_LEVEL = 2 * N_MELS
+# Columns whose window standard deviation is a feature: log-mel and the three scalars.
+_STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + 3]
+N_FEATURES = 2 * (_N_BASE + len(_STD_COLUMNS))
+
+
+class _Analysis:
+    """Window and filterbank, built once."""
+
+    def __init__(self):
+        self.window = stft_window(N_FFT, N_FFT, "hann")
+        # sum(|X|^2) * level_scale = mean square of the windowed frame (Parseval, one-sided)
+        self.level_scale = np.float32(2.0 / (N_FFT * np.sum(self.window.astype(np.float64) ** 2)))
+        self.mel_basis_t = np.ascontiguousarray(
+            mel_filterbank(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).T
+        )
+
+
+@lru_cache(maxsize=1)
+def _analysis() -> _Analysis:
+    return _Analysis()
+
+
+def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame vectors for `segment [shape=(channels, n)]`, framed by `frame(…, N_FFT, HOP)`.
+
+    `previous` is the last frame's `(logmel, fine log spectrum)` carry from the preceding call
+    (None at the file start); returns `(features [shape=(channels, T, 83)], carry)`.
+    """
+    a = _analysis()
+    frames = frame(segment, N_FFT, HOP)  # (C, T, N_FFT)
+    power = power_spectrum(frames, a.window)  # (C, T, 257)
+    mel_power = power @ a.mel_basis_t + np.float32(_MEL_FLOOR)
+    log_mel = np.log(mel_power)
+    mel = log_mel * np.float32(10.0 / np.log(10.0))
+    # Windowed frame level in dBFS (a full-scale sine reads about -3 dB).
+    level = 10.0 * np.log10(np.sum(power, axis=-1) * a.level_scale + 1e-10)
+    # Flatness over mel bands: geometric over arithmetic mean (1 = noise-like, ~0 = tonal).
+    flatness = np.exp(np.mean(log_mel, axis=-1)) / np.mean(mel_power, axis=-1)
+    fine = np.log(power[..., _STABILITY_BINS] + np.float32(1e-10))
+    fine -= fine.mean(axis=-1, keepdims=True)
+    if previous is None:
+        prev_mel, prev_fine = mel[:, :1], fine[:, :1]
+    else:
+        prev_mel, prev_fine = previous
+    mel_before = np.concatenate([prev_mel, mel[:, :-1]], axis=1)
+    fine_before = np.concatenate([prev_fine, fine[:, :-1]], axis=1)
+    energy = np.einsum("ctk,ctk->ct", fine, fine)
+    energy_before = np.concatenate([np.einsum("ctk,ctk->ct", prev_fine, prev_fine), energy[:, :-1]], axis=1)
+    stability = np.einsum("ctk,ctk->ct", fine, fine_before) / (np.sqrt(energy * energy_before) + 1e-6)
+    out = np.empty(mel.shape[:2] + (_N_BASE,), dtype=np.float32)
+    out[..., :N_MELS] = mel
+    np.abs(mel - mel_before, out=out[..., N_MELS : 2 * N_MELS])
+    out[..., _LEVEL] = level
+    out[..., _LEVEL + 1] = flatness
+    out[..., _LEVEL + 2] = stability
+    return out, (mel[:, -1:], fine[:, -1:])
+
+
+def window_statistics(base: np.ndarray, first: int, centres: np.ndarray, total: int | None) -> np.ndarray:
+    """Context features for frames `centres` from `base [shape=(channels, n, 83)]`.
+
+    `base[:, i]` is frame `first + i`; windows are cut to frames that exist (`>= 0` and, when the
+    file's `total` frame count is known, `< total`) and are assumed present in `base`.
+    Returns `(channels, len(centres), N_FEATURES)` float32.
+    """
+    channels, n, _ = base.shape
+    # float64 running sums: window sums then do not depend on where the buffer starts.
+    values = base.astype(np.float64)
+    sums = np.zeros((channels, n + 1, _N_BASE), dtype=np.float64)
+    np.cumsum(values, axis=1, out=sums[:, 1:])
+    squares = np.zeros((channels, n + 1, len(_STD_COLUMNS)), dtype=np.float64)
+    np.cumsum(values[..., _STD_COLUMNS] ** 2, axis=1, out=squares[:, 1:])
+    last = (total if total is not None else first + n) - 1
+    parts = []
+    for half in (SHORT_HALF, LONG_HALF):
+        lo = np.maximum(centres - half, 0) - first
+        hi = np.minimum(centres + half, last) - first + 1
+        count = (hi - lo).astype(np.float64)[None, :, None]
+        mean = (sums[:, hi] - sums[:, lo]) / count
+        mean_sq = (squares[:, hi] - squares[:, lo]) / count
+        std = np.sqrt(np.maximum(mean_sq - mean[..., _STD_COLUMNS] ** 2, 0.0))
+        # Spectral shape relative to the window's own loudness.
+        mean[..., :N_MELS] -= mean[..., :N_MELS].mean(axis=-1, keepdims=True)
+        parts += [mean, std]
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameClassifier:
+    """Standardisation + MLP weights; `probabilities(features)` is pure numpy."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
+    version: str
+
+    @classmethod
+    def load(cls, path: str | Path = WEIGHTS_PATH) -> "FrameClassifier":
+        with np.load(path, allow_pickle=False) as data:
+            n_layers = int(data["n_layers"])
+            layers = tuple(
+                (data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32)) for i in range(n_layers)
+            )
+            version = str(data["version"])
+            mean, scale = data["feature_mean"].astype(np.float32), data["feature_scale"].astype(np.float32)
+        if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
+            raise ValueError(f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}")
+        if layers[-1][0].shape[1] != len(CLASSES):
+            raise ValueError(f"{path}: the last layer has {layers[-1][0].shape[1]} outputs, expected {len(CLASSES)}")
+        return cls(mean, scale, layers, version)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """`features [shape=(..., N_FEATURES)]` → class probabilities `(..., 3)`, float32."""
+        shape = features.shape[:-1]
+        x = (features.reshape(-1, N_FEATURES) - self.mean) * self.scale
+        for i, (weight, bias) in enumerate(self.layers):
+            x = x @ weight + bias
+            if i < len(self.layers) - 1:
+                np.maximum(x, 0.0, out=x)
+        x -= x.max(axis=-1, keepdims=True)
+        np.exp(x, out=x)
+        x /= x.sum(axis=-1, keepdims=True)
+        return x.reshape(shape + (len(CLASSES),))
+
+
+@lru_cache(maxsize=4)
+def load_classifier(path: str | None = None) -> FrameClassifier:
+    """The shipped classifier (or one at `path`), loaded once per process."""
+    return FrameClassifier.load(WEIGHTS_PATH if path is None else path)
+
+
+class FrameFeatureStream:
+    """16 kHz `(channels, n)` blocks in; context features of decision frames out, in order.
+
+    Decision `k` is analysis frame `k * DECISION_STRIDE`; it is ready once frame
+    `t + LONG_HALF` exists (or the file has ended). Holds the last `LONG_HALF` frames' base
+    vectors plus those not yet decided.
+    """
+
+    def __init__(self):
+        self.framer = StreamFramer(N_FFT, HOP, center=True, pad_mode="constant")
+        self._carry = None
+        self._base: np.ndarray | None = None  # frames _first .. _first + len - 1
+        self._first = 0
+        self._next = 0  # next decision's analysis frame (a multiple of DECISION_STRIDE)
+
+    def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._advance(self.framer.push(block), final=False)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._advance(self.framer.finish(), final=True)
+
+    def _advance(self, segment: np.ndarray, final: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(features (C, k, N_FEATURES), level_db (C, k))` for the next k frames."""
+        if segment.ndim == 2 and segment.shape[-1] >= N_FFT:
+            new, self._carry = base_features(segment, self._carry)
+            self._base = new if self._base is None else np.concatenate([self._base, new], axis=1)
+        if self._base is None:
+            return np.zeros((0, 0, N_FEATURES), np.float32), np.zeros((0, 0), np.float32)
+        end = self._first + self._base.shape[1]  # frames that exist so far
+        ready_to = end if final else max(self._next, end - LONG_HALF)
+        centres = np.arange(self._next, ready_to, DECISION_STRIDE)
+        channels = self._base.shape[0]
+        if centres.size == 0:
+            return np.zeros((channels, 0, N_FEATURES), np.float32), np.zeros((channels, 0), np.float32)
+        features = window_statistics(self._base, self._first, centres, end if final else None)
+        level = self._base[:, centres - self._first, _LEVEL]
+        self._next = int(centres[-1]) + DECISION_STRIDE
+        keep_from = max(self._first, self._next - LONG_HALF)
+        self._base = self._base[:, keep_from - self._first :].copy()
+        self._first = keep_from
+        return features, level
+
+
+__all__ = [
+    "CLASSES",
+    "DECISION_SECONDS",
+    "FRAME_SECONDS",
+    "FrameClassifier",
+    "FrameFeatureStream",
+    "N_FEATURES",
+    "SAMPLE_RATE",
+    "WEIGHTS_PATH",
+    "base_features",
+    "load_classifier",
+    "window_statistics",
+]
