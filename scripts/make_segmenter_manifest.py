@@ -27,7 +27,8 @@ DEFAULT_DATA = next(
     (p / "shared" / "data" for p in (REPO.parent, REPO.parent.parent) if (p / "shared" / "data").is_dir()),
     REPO.parent / "shared" / "data",
 )
-LABELS = {"speech": "speech", "music": "music", "singing": "music", "other": "noise"}
+# singing stays its own label: it trains as music, but the trainer samples it more often (it is scarce)
+LABELS = {"speech": "speech", "music": "music", "singing": "singing", "other": "noise"}
 
 # Recordings outside devcorpus in folders marked *train*: (path under data/, label, group, licence)
 TRAIN_FOLDERS = [
@@ -53,7 +54,27 @@ DEBIAN_MUSIC = [
     ("wesnoth-1.16-music/usr/share/games/wesnoth/*/data/core/music/*.ogg", "wesnoth-music", "GPL-2+ (Debian copyright)"),
     ("hyperrogue-music/usr/share/hyperrogue/music/*.ogg", "hyperrogue-music", "CC-BY-SA-3.0 (Debian copyright)"),
     ("singularity-music/usr/share/games/singularity/music/*.ogg", "singularity-music", "CC-BY-SA-3.0 (Debian copyright)"),
+    # rock/metal backing tracks and their separate lead-guitar stems
+    ("fretsonfire-songs-muldjord/usr/share/games/fretsonfire/data/songs/*/*/*.ogg", "fretsonfire-muldjord",
+     "CC-BY-SA-3.0 (Debian copyright)"),
+    ("fretsonfire-songs-sectoid/usr/share/games/fretsonfire/data/songs/*/*/*.ogg", "fretsonfire-sectoid",
+     "CC-BY-SA-3.0 (Debian copyright)"),
+    ("warzone2100-music/usr/share/games/warzone2100/music/**/*.opus", "warzone2100-music", "GPL-2+ (Debian copyright)"),
+    ("planetblupi-music-ogg/usr/share/planetblupi/music/*.ogg", "planetblupi-music", "GPL-3+ (Debian copyright)"),
+    ("extremetuxracer-data/usr/share/games/etr/music/*.ogg", "extremetuxracer-music", "GPL-2+ (Debian copyright)"),
 ]
+
+# Hyperrogue's sound effects that are animals, water, weather, machinery or impacts: noise.
+# (Its jingles and character voices are left out.)
+HYPERROGUE_NOISE = [
+    "bull", "seen-frog1", "seen-frog2", "seen-frog3", "orb-frog", "seen-eagle", "seen-woof", "seen-snake",
+    "mousesqueak", "message-roar", "message-troll", "seen-troll", "die-troll", "die-kraken", "seen-kraken",
+    "splash1", "splash2", "seen-water", "steamhiss", "storm", "explosion", "fire", "closegate", "opengate",
+    "trapdoor", "hit-crush1", "hit-crush2", "hit-crush3", "seen-sandworm", "seen-dragon", "seen-air",
+    "seen-earth", "die-bomberbird", "die-vinebeast",
+]
+HYPERROGUE_SOUNDS = "hyperrogue-music/usr/share/hyperrogue/sounds/{}.ogg"
+HYPERROGUE_SOUNDS_LICENSE = "CC-BY-SA-4.0 or CC-BY-3.0 per file (Debian copyright)"
 
 
 def dev_groups(data: Path) -> set[str]:
@@ -82,8 +103,13 @@ def manifest_rows(data: Path, debian: Path | None) -> list[dict]:
             rows.append({"path": path, "label": label, "group": group, "license": licence})
     if debian is not None:
         for pattern, group, licence in DEBIAN_MUSIC:
-            for path in sorted(glob.glob(str(debian / pattern))):
+            for path in sorted(glob.glob(str(debian / pattern), recursive=True)):
                 rows.append({"path": path, "label": "music", "group": group, "license": licence})
+        for name in HYPERROGUE_NOISE:
+            path = debian / HYPERROGUE_SOUNDS.format(name)
+            if path.exists():
+                rows.append({"path": str(path), "label": "noise", "group": "hyperrogue-sounds",
+                             "license": HYPERROGUE_SOUNDS_LICENSE})
     return rows
 
 

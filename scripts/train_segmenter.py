@@ -43,7 +43,8 @@ from audiokit.models.segmenter import (  # noqa: E402
 )
 
 SR = SAMPLE_RATE
-LABEL_OF = {"speech": "speech", "music": "music", "singing": "music", "noise": "noise", "other": "noise"}
+# Singing trains as music but has its own pool: it is scarce, so music pieces draw on it often.
+LABEL_OF = {"speech": "speech", "music": "music", "singing": "singing", "noise": "noise", "other": "noise"}
 MAX_RECORDING_S = 45.0  # long tracks contribute a random excerpt, so no single source dominates
 BOUNDARY_GUARD_S = 0.1  # frames this close to a label change are ambiguous: not trained on
 
@@ -132,9 +133,33 @@ def hum(rng, n: int) -> np.ndarray:
     return (y + rng.uniform(0.2, 1.0) * coloured_noise(rng, n)).astype(np.float32)
 
 
+def calls(rng, n: int) -> np.ndarray:
+    """Irregular short calls: bird chirps (fast high sweeps) or barks/croaks (rough harmonic bursts)."""
+    out = np.zeros(n, dtype=np.float32)
+    birds = rng.random() < 0.5
+    t = 0
+    while True:
+        t += int(SR * rng.exponential(0.25 if birds else 0.6))
+        length = int(SR * (rng.uniform(0.02, 0.15) if birds else rng.uniform(0.08, 0.35)))
+        if t + length >= n:
+            break
+        time = np.arange(length) / SR
+        if birds:
+            f0, f1 = rng.uniform(2000, 7000, 2)
+            phase = 2 * np.pi * np.cumsum(np.linspace(f0, f1, length) + 300 * np.sin(2 * np.pi * rng.uniform(20, 80) * time)) / SR
+            call = np.sin(phase)
+        else:
+            f0 = rng.uniform(150, 700) * np.exp(-time * rng.uniform(0, 4))
+            phase = 2 * np.pi * np.cumsum(f0) / SR
+            call = sum(np.sin(k * phase) / k for k in range(1, 8)) + rng.uniform(0.2, 1.0) * rng.standard_normal(length)
+        out[t : t + length] += (call * np.hanning(length) * rng.uniform(0.3, 1.0)).astype(np.float32)
+        t += length
+    return out + 0.02 * coloured_noise(rng, n)
+
+
 def synthetic_noise(rng, n: int) -> np.ndarray:
-    kind = rng.choice(["coloured", "bursts", "hum"], p=[0.55, 0.33, 0.12])
-    y = {"coloured": coloured_noise, "bursts": bursts, "hum": hum}[kind](rng, n)
+    kind = rng.choice(["coloured", "bursts", "hum", "calls"], p=[0.4, 0.25, 0.1, 0.25])
+    y = {"coloured": coloured_noise, "bursts": bursts, "hum": hum, "calls": calls}[kind](rng, n)
     if rng.random() < 0.6:
         y = y * slow_envelope(rng, n)
     return y
@@ -223,10 +248,26 @@ def piece(rng, pool: dict[str, list[np.ndarray]], seconds: float, pauses: bool) 
 
 
 def noise_piece(rng, pools, n: int) -> np.ndarray:
-    if pools["noise"] and rng.random() < 0.35:
-        y = piece(rng, pools["noise"], n / SR, pauses=False)
+    if pools["noise"] and rng.random() < 0.5:
+        y = piece(rng, pools["noise"], n / SR, pauses=True)
         return np.resize(y, n) if len(y) < n else y
     return synthetic_noise(rng, n)
+
+
+def pitch_shift(rng, y: np.ndarray, semitones: float) -> np.ndarray:
+    """Shift pitch (and tempo) by resampling: varies the few singing voices we have."""
+    ratio = 2 ** (semitones / 12)
+    return soxr.resample(y, int(SR * ratio), SR).astype(np.float32)
+
+
+def singing_piece(rng, pools, n: int) -> np.ndarray:
+    """Singing, pitch-shifted, often over an instrumental bed (labelled music)."""
+    voice = piece(rng, pools["singing"], n / SR, pauses=False)
+    voice = np.resize(pitch_shift(rng, voice, rng.uniform(-4, 4)), n)
+    if rng.random() < 0.6:
+        bed = np.resize(piece(rng, pools["music"], n / SR, pauses=False), n)
+        voice = voice + bed * (rms(voice) / rms(bed)) * 10 ** (rng.uniform(-12, 3) / 20)
+    return voice
 
 
 def fade(y: np.ndarray, ms: float = 20) -> np.ndarray:
@@ -256,13 +297,15 @@ def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float,
         n = int(rng.uniform(*SPANS[kind]) * SR)
         if kind == "speech":
             y = piece(rng, pools["speech"], n / SR, pauses=True)
+        elif kind == "music" and pools["singing"] and rng.random() < 0.2:
+            y = singing_piece(rng, pools, n)
         elif kind == "music":
             y = piece(rng, pools["music"], n / SR, pauses=False)
         elif kind == "speech_over_music":
             y = piece(rng, pools["speech"], n / SR, pauses=True)
             bed = piece(rng, pools["music"], len(y) / SR, pauses=False)
             bed = np.resize(bed, len(y))
-            y = y + bed * (rms(y) / rms(bed)) * 10 ** (-rng.uniform(3, 20) / 20)
+            y = y + bed * (rms(y) / rms(bed)) * 10 ** (-rng.uniform(5, 20) / 20)
         elif kind == "noise":
             y = noise_piece(rng, pools, n)
         else:
@@ -376,7 +419,7 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed) -> tuple[dict, dict]:
             loss.backward()
             optimiser.step()
             schedule.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         model.eval()
         with torch.no_grad():
             predicted = model(xv).argmax(dim=1).numpy()
@@ -408,7 +451,7 @@ def main() -> int:
     began = time.time()
     rng = np.random.default_rng(args.seed)
     pools, rows = load_pools(args.manifest, rng)
-    for label in ("speech", "music", "noise"):
+    for label in ("speech", "music", "singing", "noise"):
         seconds = sum(len(y) for g in pools[label].values() for y in g) / SR
         print(f"{label}: {len(pools[label])} groups, {seconds / 60:.1f} min", file=sys.stderr)
     x, y, seconds = build_set(rng, pools, args.programmes, args.every)

@@ -5,16 +5,17 @@ features inference computes):
 
 1. 16 kHz audio, 32 ms Hann frames every 20 ms (frame `t` centred at `t * 0.02` s).
 2. Per frame: a 40-band log-mel spectrum, its absolute change since the previous frame,
-   the frame level in dBFS, spectral flatness (noise vs tones) and spectral stability (how much
-   the fine spectrum persists from frame to frame: sustained notes do, syllables do not).
-3. Per frame again, statistics of those over a short (0.5 s) and a long (2 s) window centred on
-   it: means and standard deviations. Window means of the log-mel are taken relative to the
+   the frame level in dBFS, spectral flatness, peakiness (how far partials stand out of the
+   spectral envelope: tones vs noise of any colour) and stability (how much that fine
+   structure persists from frame to frame: sustained notes do, syllables less, noise not).
+3. Per decision, statistics of those over 0.5 s and 2 s windows centred on it: means and
+   standard deviations. Window means of the log-mel are taken relative to the
    window's own level, so the classifier sees spectral shape and modulation, not loudness.
 4. A small MLP (numpy inference) gives p(speech), p(music), p(noise) for every second frame
    (decision `k` is centred at `k * 0.04` s).
 
-Streaming needs one second of look-ahead, so `FrameClassifierStream` holds at most about two
-seconds of per-frame features (a few kB) whatever the file's length.
+Streaming needs 1 s of look-ahead, so `FrameFeatureStream` holds about two seconds of per-frame
+features (under 100 kB) plus the current block, whatever the file's length.
 """
 
 from __future__ import annotations
@@ -39,20 +40,24 @@ DECISION_STRIDE = 2
 DECISION_SECONDS = DECISION_STRIDE * FRAME_SECONDS
 N_MELS = 40
 FMIN, FMAX = 60.0, 8000.0
-SHORT_HALF = 12  # frames either side: a 0.5 s window
-LONG_HALF = 50  # a 2 s window; also the look-ahead the stream needs
+# Frames either side of a decision: 0.5 s and 2 s windows. The short one places boundaries,
+# the long one sees enough syllables, pauses and beats to tell speech from music.
+WINDOW_HALVES = (12, 50)
+LONG_HALF = max(WINDOW_HALVES)  # also the look-ahead the stream needs
 CLASSES = ("speech", "music", "noise")
 WEIGHTS_PATH = Path(__file__).with_name("segmenter-v1.npz")
 
 _MEL_FLOOR = 1e-9  # -90 dB: keeps quiet bands from dominating the statistics
-_STABILITY_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
+_FINE_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
+_ENVELOPE_BINS = 9  # the spectral envelope: a 280 Hz moving average of the log spectrum
 
-# Per-frame vector layout: [logmel (40) | |Δ logmel| (40) | level, flatness, stability]
-_N_BASE = 2 * N_MELS + 3
+# Per-frame vector layout: [logmel (40) | |Δ logmel| (40) | level, flatness, peakiness, stability]
+_N_SCALARS = 4
+_N_BASE = 2 * N_MELS + _N_SCALARS
 _LEVEL = 2 * N_MELS
-# Columns whose window standard deviation is a feature: log-mel and the three scalars.
-_STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + 3]
-N_FEATURES = 2 * (_N_BASE + len(_STD_COLUMNS))
+# Columns whose window standard deviation is a feature: log-mel and the scalars.
+_STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + _N_SCALARS]
+N_FEATURES = len(WINDOW_HALVES) * (_N_BASE + len(_STD_COLUMNS))
 
 
 class _Analysis:
@@ -88,8 +93,11 @@ def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.
     level = 10.0 * np.log10(np.sum(power, axis=-1) * a.level_scale + 1e-10)
     # Flatness over mel bands: geometric over arithmetic mean (1 = noise-like, ~0 = tonal).
     flatness = np.exp(np.mean(log_mel, axis=-1)) / np.mean(mel_power, axis=-1)
-    fine = np.log(power[..., _STABILITY_BINS] + np.float32(1e-10))
-    fine -= fine.mean(axis=-1, keepdims=True)
+    # Fine structure: the log spectrum minus its envelope. Partials of notes and voices stand
+    # out of it as peaks; noise leaves a random ripple whatever its colour.
+    log_spectrum = np.log(power[..., _FINE_BINS] + np.float32(1e-10))
+    fine = log_spectrum - _moving_average(log_spectrum, _ENVELOPE_BINS)
+    peakiness = np.sqrt(np.mean(fine * fine, axis=-1))
     if previous is None:
         prev_mel, prev_fine = mel[:, :1], fine[:, :1]
     else:
@@ -104,8 +112,20 @@ def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.
     np.abs(mel - mel_before, out=out[..., N_MELS : 2 * N_MELS])
     out[..., _LEVEL] = level
     out[..., _LEVEL + 1] = flatness
-    out[..., _LEVEL + 2] = stability
+    out[..., _LEVEL + 2] = peakiness
+    out[..., _LEVEL + 3] = stability
     return out, (mel[:, -1:], fine[:, -1:])
+
+
+def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average along the last axis (shorter windows at the edges)."""
+    n = x.shape[-1]
+    sums = np.zeros(x.shape[:-1] + (n + 1,), dtype=np.float32)
+    np.cumsum(x, axis=-1, out=sums[..., 1:])
+    centre = np.arange(n)
+    lo = np.maximum(centre - width // 2, 0)
+    hi = np.minimum(centre + width // 2 + 1, n)
+    return (sums[..., hi] - sums[..., lo]) / (hi - lo).astype(np.float32)
 
 
 def window_statistics(base: np.ndarray, first: int, centres: np.ndarray, total: int | None) -> np.ndarray:
@@ -124,7 +144,7 @@ def window_statistics(base: np.ndarray, first: int, centres: np.ndarray, total: 
     np.cumsum(values[..., _STD_COLUMNS] ** 2, axis=1, out=squares[:, 1:])
     last = (total if total is not None else first + n) - 1
     parts = []
-    for half in (SHORT_HALF, LONG_HALF):
+    for half in WINDOW_HALVES:
         lo = np.maximum(centres - half, 0) - first
         hi = np.minimum(centres + half, last) - first + 1
         count = (hi - lo).astype(np.float64)[None, :, None]
