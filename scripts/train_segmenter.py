@@ -98,9 +98,9 @@ def load_pools(manifest: str, rng: np.random.Generator) -> tuple[dict, list[dict
 # ---------------------------------------------------------------- synthetic noise
 
 
-def coloured_noise(rng, n: int) -> np.ndarray:
-    """White to brown noise (spectral slope 0 to -6 dB/octave)."""
-    alpha = rng.uniform(0.0, 2.0)
+def coloured_noise(rng, n: int, steepest: float = 2.0) -> np.ndarray:
+    """White to brown noise (spectral slope 0 to -3 * `steepest` dB/octave)."""
+    alpha = rng.uniform(0.0, steepest)
     spectrum = np.fft.rfft(rng.standard_normal(n))
     freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
     return np.fft.irfft(spectrum / freqs ** (alpha / 2), n).astype(np.float32)
@@ -111,6 +111,14 @@ def slow_envelope(rng, n: int) -> np.ndarray:
     points = max(2, int(n / SR * rng.uniform(0.3, 2.0)) + 2)
     knots = np.exp(rng.normal(0, 0.6, points))
     return np.interp(np.linspace(0, points - 1, n), np.arange(points), knots).astype(np.float32)
+
+
+def rumble(rng, n: int) -> np.ndarray:
+    """Low-frequency noise with loud swells: thunder, engines, wind on a microphone."""
+    y = coloured_noise(rng, n, steepest=4.0)
+    b, a = scipy.signal.butter(2, rng.uniform(120, 2000) / (SR / 2))
+    y = scipy.signal.lfilter(b, a, y).astype(np.float32)
+    return y * slow_envelope(rng, n) ** rng.uniform(1.0, 3.0)
 
 
 def bursts(rng, n: int) -> np.ndarray:
@@ -158,8 +166,8 @@ def calls(rng, n: int) -> np.ndarray:
 
 
 def synthetic_noise(rng, n: int) -> np.ndarray:
-    kind = rng.choice(["coloured", "bursts", "hum", "calls"], p=[0.4, 0.25, 0.1, 0.25])
-    y = {"coloured": coloured_noise, "bursts": bursts, "hum": hum, "calls": calls}[kind](rng, n)
+    kind = rng.choice(["coloured", "rumble", "bursts", "hum", "calls"], p=[0.3, 0.15, 0.22, 0.08, 0.25])
+    y = {"coloured": coloured_noise, "rumble": rumble, "bursts": bursts, "hum": hum, "calls": calls}[kind](rng, n)
     if rng.random() < 0.6:
         y = y * slow_envelope(rng, n)
     return y

@@ -51,10 +51,18 @@ _MEL_FLOOR = 1e-9  # -90 dB: keeps quiet bands from dominating the statistics
 _FINE_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
 _ENVELOPE_BINS = 9  # the spectral envelope: a 280 Hz moving average of the log spectrum
 
-# Per-frame vector layout: [logmel (40) | |Δ logmel| (40) | level, flatness, peakiness, stability]
+# Syllables come 3-6 times a second: loudness changes over 100 ms, per group of 5 mel bands
+# and overall, show that rhythm (music's changes are slower or steadier).
+_SYLLABLE_LAG = 5
+_BAND_GROUP = 5
+_N_SYLLABLE = N_MELS // _BAND_GROUP + 1
+
+# Per-frame vector layout:
+# [logmel (40) | |Δ logmel| (40) | level, flatness, peakiness, stability | |Δ100ms| (9)]
 _N_SCALARS = 4
-_N_BASE = 2 * N_MELS + _N_SCALARS
 _LEVEL = 2 * N_MELS
+_SYLLABLE = _LEVEL + _N_SCALARS
+_N_BASE = _SYLLABLE + _N_SYLLABLE
 # Columns whose window standard deviation is a feature: log-mel and the scalars.
 _STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + _N_SCALARS]
 N_FEATURES = len(WINDOW_HALVES) * (_N_BASE + len(_STD_COLUMNS))
@@ -80,8 +88,8 @@ def _analysis() -> _Analysis:
 def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame vectors for `segment [shape=(channels, n)]`, framed by `frame(…, N_FFT, HOP)`.
 
-    `previous` is the last frame's `(logmel, fine log spectrum)` carry from the preceding call
-    (None at the file start); returns `(features [shape=(channels, T, 83)], carry)`.
+    `previous` is the carry from the preceding call (the last frames' log-mel, fine spectrum
+    and band loudness; None at the file start); returns `(features (channels, T, 93), carry)`.
     """
     a = _analysis()
     frames = frame(segment, N_FFT, HOP)  # (C, T, N_FFT)
@@ -98,10 +106,15 @@ def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.
     log_spectrum = np.log(power[..., _FINE_BINS] + np.float32(1e-10))
     fine = log_spectrum - _moving_average(log_spectrum, _ENVELOPE_BINS)
     peakiness = np.sqrt(np.mean(fine * fine, axis=-1))
+    loudness = np.concatenate(
+        [mel.reshape(mel.shape[:2] + (N_MELS // _BAND_GROUP, _BAND_GROUP)).mean(axis=-1), level[..., None]], axis=-1
+    )
     if previous is None:
         prev_mel, prev_fine = mel[:, :1], fine[:, :1]
+        prev_loudness = np.repeat(loudness[:, :1], _SYLLABLE_LAG, axis=1)
     else:
-        prev_mel, prev_fine = previous
+        prev_mel, prev_fine, prev_loudness = previous
+    loudness_history = np.concatenate([prev_loudness, loudness], axis=1)
     mel_before = np.concatenate([prev_mel, mel[:, :-1]], axis=1)
     fine_before = np.concatenate([prev_fine, fine[:, :-1]], axis=1)
     energy = np.einsum("ctk,ctk->ct", fine, fine)
@@ -114,7 +127,8 @@ def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.
     out[..., _LEVEL + 1] = flatness
     out[..., _LEVEL + 2] = peakiness
     out[..., _LEVEL + 3] = stability
-    return out, (mel[:, -1:], fine[:, -1:])
+    np.abs(loudness - loudness_history[:, : loudness.shape[1]], out=out[..., _SYLLABLE:])
+    return out, (mel[:, -1:], fine[:, -1:], loudness_history[:, -_SYLLABLE_LAG:])
 
 
 def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
