@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -28,10 +29,14 @@ SHARED = next(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/segments-eval"))
-    ap.add_argument("--shared", type=Path, default=SHARED, help="the ../shared folder (eval/ and data/)")
+    ap.add_argument(
+        "--shared", type=Path, default=SHARED, help="the ../shared folder (eval/ and data/)"
+    )
     ap.add_argument("--n", type=int, default=12, help="number of dev mixes")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra --set for the run")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="extra --set for the run"
+    )
     ap.add_argument("--rebuild", action="store_true", help="rebuild the mixes even if present")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -40,25 +45,66 @@ def main() -> int:
     out = args.work / "out"
     if args.rebuild or not (mixes / "index.json").exists():
         subprocess.run(
-            [sys.executable, str(args.shared / "eval" / "make_dev_mixes.py"), str(mixes),
-             "--split", "dev", "--n", str(args.n), "--seed", str(args.seed)],
+            [
+                sys.executable,
+                str(args.shared / "eval" / "make_dev_mixes.py"),
+                str(mixes),
+                "--split",
+                "dev",
+                "--n",
+                str(args.n),
+                "--seed",
+                str(args.seed),
+            ],
             check=True,
         )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "audiokit", "extract", str(mixes), "-o", str(out), "-x", "segments",
-               "--workers", "1", "--force", "--json", "--quiet"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "audiokit",
+        "extract",
+        str(mixes),
+        "-o",
+        str(out),
+        "-x",
+        "segments",
+        "--workers",
+        "1",
+        "--force",
+        "--json",
+        "--quiet",
+    ]
     for override in args.overrides:
         command += ["--set", override]
     began = time.perf_counter()
-    run = subprocess.run(command, capture_output=True, text=True, env=env)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - began
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the run (its worker included): the per-core speed even on a busy machine
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if run.returncode != 0:
         print(run.stderr, file=sys.stderr)
         return run.returncode
     summary = json.loads(run.stdout)
     scored = subprocess.run(
-        [sys.executable, str(args.shared / "eval" / "seg_score.py"), str(mixes), "--audiokit", str(out), "--json"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            str(args.shared / "eval" / "seg_score.py"),
+            str(mixes),
+            "--audiokit",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     figures = json.loads(scored.stdout)
     result = {
@@ -70,6 +116,7 @@ def main() -> int:
         "audio_s": summary["audio_s"],
         "realtime_x": round(summary["audio_s"] / summary["wall_s"], 1),
         "realtime_x_with_startup": round(summary["audio_s"] / wall, 1),
+        "realtime_x_per_cpu_second": round(summary["audio_s"] / cpu, 1),
     }
     if args.json:
         print(json.dumps(result))
@@ -78,7 +125,8 @@ def main() -> int:
             f"accuracy {result['accuracy']:.4f}  speech F1 {result['speech_f1']:.4f}  music F1 {result['music_f1']:.4f}  "
             f"({result['files']} mixes, {result['audio_s'] / 60:.1f} min)\n"
             f"speed {result['realtime_x']:.0f}x real time on one worker "
-            f"({result['realtime_x_with_startup']:.0f}x counting process start-up)"
+            f"({result['realtime_x_with_startup']:.0f}x counting process start-up; "
+            f"{result['realtime_x_per_cpu_second']:.0f}x per CPU second, start-up included)"
         )
     return 0
 

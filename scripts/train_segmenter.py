@@ -34,7 +34,7 @@ import soxr
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audiokit.models.segmenter import (  # noqa: E402
+from audiokit.models.segmenter import (
     CLASSES,
     DECISION_SECONDS,
     N_FEATURES,
@@ -44,7 +44,13 @@ from audiokit.models.segmenter import (  # noqa: E402
 
 SR = SAMPLE_RATE
 # Singing trains as music but has its own pool: it is scarce, so music pieces draw on it often.
-LABEL_OF = {"speech": "speech", "music": "music", "singing": "singing", "noise": "noise", "other": "noise"}
+LABEL_OF = {
+    "speech": "speech",
+    "music": "music",
+    "singing": "singing",
+    "noise": "noise",
+    "other": "noise",
+}
 MAX_RECORDING_S = 45.0  # long tracks contribute a random excerpt, so no single source dominates
 BOUNDARY_GUARD_S = 0.1  # frames this close to a label change are ambiguous: not trained on
 
@@ -52,7 +58,9 @@ BOUNDARY_GUARD_S = 0.1  # frames this close to a label change are ambiguous: not
 # ---------------------------------------------------------------- loading
 
 
-def load_recording(path: str, start: float | None, end: float | None, rng: np.random.Generator) -> np.ndarray:
+def load_recording(
+    path: str, start: float | None, end: float | None, rng: np.random.Generator
+) -> np.ndarray:
     with sf.SoundFile(path) as f:
         rate = f.samplerate
         first = int(start * rate) if start is not None else 0
@@ -80,14 +88,15 @@ def trim(y: np.ndarray, top_db: float = 35.0, frame: int = 512) -> np.ndarray:
 def load_pools(manifest: str, rng: np.random.Generator) -> tuple[dict, list[dict]]:
     """`pools[label][group]` → list of 16 kHz recordings; also the manifest rows used."""
     pools: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
-    rows = list(csv.DictReader(open(manifest, newline="")))
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
     for row in rows:
         label = LABEL_OF[row["label"].strip().lower()]
         start = float(row["start"]) if row.get("start") else None
         end = float(row["end"]) if row.get("end") else None
         try:
             y = load_recording(row["path"], start, end, rng)
-        except Exception as exc:  # a broken file should not stop a training run
+        except (RuntimeError, OSError, ValueError) as exc:  # a broken file should not stop training
             print(f"skip {row['path']}: {exc}", file=sys.stderr)
             continue
         if len(y) >= SR // 4:
@@ -128,8 +137,12 @@ def bursts(rng, n: int) -> np.ndarray:
     length = int(SR * rng.uniform(0.003, 0.04))
     shape = np.exp(-np.arange(length) / (length / 4)).astype(np.float32)
     for start in rng.integers(0, max(1, n - length), int(rate * n / SR)):
-        out[start : start + length] += shape * rng.standard_normal(length).astype(np.float32) * rng.uniform(0.2, 1)
-    b, a = scipy.signal.butter(2, rng.uniform(1500, 7000) / (SR / 2), "high" if rng.random() < 0.5 else "low")
+        out[start : start + length] += (
+            shape * rng.standard_normal(length).astype(np.float32) * rng.uniform(0.2, 1)
+        )
+    b, a = scipy.signal.butter(
+        2, rng.uniform(1500, 7000) / (SR / 2), "high" if rng.random() < 0.5 else "low"
+    )
     return scipy.signal.lfilter(b, a, out).astype(np.float32)
 
 
@@ -137,7 +150,10 @@ def hum(rng, n: int) -> np.ndarray:
     """Mains hum with harmonics under hiss: machine room tone."""
     t = np.arange(n) / SR
     base = rng.choice([50.0, 60.0, 100.0, 120.0])
-    y = sum(rng.uniform(0.1, 1) * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 6)) for k in range(1, 6))
+    y = sum(
+        rng.uniform(0.1, 1) * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 6))
+        for k in range(1, 6)
+    )
     return (y + rng.uniform(0.2, 1.0) * coloured_noise(rng, n)).astype(np.float32)
 
 
@@ -154,20 +170,40 @@ def calls(rng, n: int) -> np.ndarray:
         time = np.arange(length) / SR
         if birds:
             f0, f1 = rng.uniform(2000, 7000, 2)
-            phase = 2 * np.pi * np.cumsum(np.linspace(f0, f1, length) + 300 * np.sin(2 * np.pi * rng.uniform(20, 80) * time)) / SR
+            phase = (
+                2
+                * np.pi
+                * np.cumsum(
+                    np.linspace(f0, f1, length)
+                    + 300 * np.sin(2 * np.pi * rng.uniform(20, 80) * time)
+                )
+                / SR
+            )
             call = np.sin(phase)
         else:
             f0 = rng.uniform(150, 700) * np.exp(-time * rng.uniform(0, 4))
             phase = 2 * np.pi * np.cumsum(f0) / SR
-            call = sum(np.sin(k * phase) / k for k in range(1, 8)) + rng.uniform(0.2, 1.0) * rng.standard_normal(length)
-        out[t : t + length] += (call * np.hanning(length) * rng.uniform(0.3, 1.0)).astype(np.float32)
+            call = sum(np.sin(k * phase) / k for k in range(1, 8)) + rng.uniform(
+                0.2, 1.0
+            ) * rng.standard_normal(length)
+        out[t : t + length] += (call * np.hanning(length) * rng.uniform(0.3, 1.0)).astype(
+            np.float32
+        )
         t += length
     return out + 0.02 * coloured_noise(rng, n)
 
 
 def synthetic_noise(rng, n: int) -> np.ndarray:
-    kind = rng.choice(["coloured", "rumble", "bursts", "hum", "calls"], p=[0.3, 0.15, 0.22, 0.08, 0.25])
-    y = {"coloured": coloured_noise, "rumble": rumble, "bursts": bursts, "hum": hum, "calls": calls}[kind](rng, n)
+    kind = rng.choice(
+        ["coloured", "rumble", "bursts", "hum", "calls"], p=[0.3, 0.15, 0.22, 0.08, 0.25]
+    )
+    y = {
+        "coloured": coloured_noise,
+        "rumble": rumble,
+        "bursts": bursts,
+        "hum": hum,
+        "calls": calls,
+    }[kind](rng, n)
     if rng.random() < 0.6:
         y = y * slow_envelope(rng, n)
     return y
@@ -201,14 +237,16 @@ def band_limit(rng, y: np.ndarray) -> np.ndarray:
 
 def tilt(rng, y: np.ndarray) -> np.ndarray:
     """A gentle spectral tilt (cheap microphones, EQ): mix in a first-order high- or low-pass."""
-    b, a = scipy.signal.butter(1, rng.uniform(300, 3000) / (SR / 2), "high" if rng.random() < 0.5 else "low")
+    b, a = scipy.signal.butter(
+        1, rng.uniform(300, 3000) / (SR / 2), "high" if rng.random() < 0.5 else "low"
+    )
     amount = rng.uniform(0.3, 0.9)
     return ((1 - amount) * y + amount * scipy.signal.lfilter(b, a, y)).astype(np.float32)
 
 
 def codec_round_trip(rng, y: np.ndarray) -> np.ndarray:
     """Encode to MP3 or Ogg Vorbis and decode back (lossy artefacts)."""
-    fmt, subtype = (("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "VORBIS"))
+    fmt, subtype = ("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "VORBIS")
     buffer = io.BytesIO()
     peak = np.abs(y).max() + 1e-9
     with sf.SoundFile(buffer, "w", SR, 1, format=fmt, subtype=subtype) as f:
@@ -290,7 +328,13 @@ def fade(y: np.ndarray, ms: float = 20) -> np.ndarray:
 
 KINDS = ["speech", "music", "speech_over_music", "noise", "silence"]
 KIND_WEIGHTS = [0.30, 0.28, 0.20, 0.12, 0.10]
-SPANS = {"speech": (3, 15), "music": (3, 20), "speech_over_music": (3, 12), "noise": (1.5, 8), "silence": (0.5, 3)}
+SPANS = {
+    "speech": (3, 15),
+    "music": (3, 20),
+    "speech_over_music": (3, 12),
+    "noise": (1.5, 8),
+    "silence": (0.5, 3),
+}
 
 
 def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
@@ -406,7 +450,9 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed) -> tuple[dict, dict]:
             layers += [torch.nn.ReLU(), torch.nn.Dropout(0.1)]
     model = torch.nn.Sequential(*layers)
     counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
-    class_weight = torch.tensor(counts.sum() / (len(CLASSES) * np.maximum(counts, 1)), dtype=torch.float32)
+    class_weight = torch.tensor(
+        counts.sum() / (len(CLASSES) * np.maximum(counts, 1)), dtype=torch.float32
+    )
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight, label_smoothing=0.05)
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -433,10 +479,16 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed) -> tuple[dict, dict]:
             predicted = model(xv).argmax(dim=1).numpy()
         accuracy = float(np.mean(predicted == y_val))
         history.append({"epoch": epoch + 1, "loss": total / len(xt), "val_accuracy": accuracy})
-        print(f"epoch {epoch + 1:2d} loss {total / len(xt):.4f} val_acc {accuracy:.4f}", file=sys.stderr)
+        print(
+            f"epoch {epoch + 1:2d} loss {total / len(xt):.4f} val_acc {accuracy:.4f}",
+            file=sys.stderr,
+        )
     linear = [m for m in model if isinstance(m, torch.nn.Linear)]
-    weights = {"n_layers": np.array(len(linear)), "feature_mean": mean.astype(np.float32),
-               "feature_scale": scale.astype(np.float32)}
+    weights = {
+        "n_layers": np.array(len(linear)),
+        "feature_mean": mean.astype(np.float32),
+        "feature_scale": scale.astype(np.float32),
+    }
     for i, layer in enumerate(linear):
         weights[f"w{i}"] = layer.weight.detach().numpy().T.astype(np.float32)
         weights[f"b{i}"] = layer.bias.detach().numpy().astype(np.float32)
@@ -449,7 +501,12 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "audiokit" / "models" / "segmenter-v1.npz"))
     ap.add_argument("--programmes", type=int, default=90)
     ap.add_argument("--val-programmes", type=int, default=10)
-    ap.add_argument("--every", type=int, default=1, help="train on one decision in EVERY (neighbours are near-copies)")
+    ap.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="train on one decision in EVERY (neighbours are near-copies)",
+    )
     ap.add_argument("--hidden", default="64,32")
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--seed", type=int, default=0)
@@ -463,7 +520,9 @@ def main() -> int:
         seconds = sum(len(y) for g in pools[label].values() for y in g) / SR
         print(f"{label}: {len(pools[label])} groups, {seconds / 60:.1f} min", file=sys.stderr)
     x, y, seconds = build_set(rng, pools, args.programmes, args.every)
-    x_val, y_val, _ = build_set(np.random.default_rng(args.seed + 1), pools, args.val_programmes, args.every)
+    x_val, y_val, _ = build_set(
+        np.random.default_rng(args.seed + 1), pools, args.val_programmes, args.every
+    )
     print(f"{len(x)} training frames from {seconds / 3600:.2f} h of programmes", file=sys.stderr)
     hidden = tuple(int(h) for h in args.hidden.split(","))
     weights, report = train(x, y, x_val, y_val, hidden=hidden, epochs=args.epochs, seed=args.seed)
@@ -474,7 +533,7 @@ def main() -> int:
         "seed": args.seed,
         "programmes": args.programmes,
         "programme_hours": round(seconds / 3600, 2),
-        "training_frames": int(len(x)),
+        "training_frames": len(x),
         "class_frames": {c: int(n) for c, n in zip(CLASSES, np.bincount(y, minlength=3))},
         "hidden": list(hidden),
         "epochs": args.epochs,

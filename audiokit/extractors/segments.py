@@ -31,9 +31,12 @@ SPEECH, MUSIC, NOISE, SILENCE = range(4)
 class SegmentsParams:
     min_segment_s: float = param(1.0, "stretches shorter than this merge into a neighbour, seconds")
     switch_penalty: float = param(
-        12.0, "smoothing strength: log-probability cost of changing label (0 = frame-wise decisions)"
+        12.0,
+        "smoothing strength: log-probability cost of changing label (0 = frame-wise decisions)",
     )
-    max_pause_s: float = param(0.5, "silence or noise shorter than this between speech counts as speech, seconds")
+    max_pause_s: float = param(
+        0.5, "silence or noise shorter than this between speech counts as speech, seconds"
+    )
     silence_db: float = param(-60.0, "frames quieter than this (dBFS) are silence")
     weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v1")
 
@@ -121,12 +124,18 @@ def bridge_pauses(segments: list[list[int]], max_pause_frames: int) -> list[list
     out = [list(s) for s in segments]
     for i in range(1, len(out) - 1):
         start, end, label = out[i]
-        if label in (SILENCE, NOISE) and end - start < max_pause_frames and out[i - 1][2] == SPEECH == out[i + 1][2]:
+        if (
+            label in (SILENCE, NOISE)
+            and end - start < max_pause_frames
+            and out[i - 1][2] == SPEECH == out[i + 1][2]
+        ):
             out[i][2] = SPEECH
     return _merge_equal_neighbours(out)
 
 
-def absorb_short(segments: list[list[int]], min_frames: int, posteriors: np.ndarray | None = None) -> list[list[int]]:
+def absorb_short(
+    segments: list[list[int]], min_frames: int, posteriors: np.ndarray | None = None
+) -> list[list[int]]:
     """Merge every segment shorter than `min_frames` into a neighbour, shortest first.
 
     The neighbour chosen is the one whose label the short stretch's frames find likelier (by
@@ -163,7 +172,9 @@ def smooth(
 ) -> tuple[list[list[int]], np.ndarray]:
     """Frame probabilities `(T, 3)` and levels `(T,)` → segments `[start, end, label]` and the
     `(T, 4)` state posteriors used for their confidence."""
-    posteriors = state_posteriors(probs.astype(np.float64), silence_probability(level_db.astype(np.float64), silence_db))
+    posteriors = state_posteriors(
+        probs.astype(np.float64), silence_probability(level_db.astype(np.float64), silence_db)
+    )
     path = viterbi(np.log(posteriors + 1e-6), switch_penalty)
     segs = bridge_pauses(runs(path), max_pause_frames)
     segs = absorb_short(segs, min_frames, posteriors)
@@ -176,7 +187,7 @@ def smooth(
 class _ClassifierStream:
     """Runs the classifier over a stream; `on_frames(probs, level)` gets each ready stretch."""
 
-    def __init__(self, extractor: "_SegmenterBase", channels: int):
+    def __init__(self, extractor: _SegmenterBase, channels: int):
         self.classifier = extractor.classifier
         self.features = FrameFeatureStream()
         self.channels = channels
@@ -219,7 +230,9 @@ class _SegmenterBase(Extractor):
 class Segments(_SegmenterBase):
     name = "segments"
     table = "segments"
-    description = "speech / music / noise / silence stretches covering each file (shipped model segmenter-v1)"
+    description = (
+        "speech / music / noise / silence stretches covering each file (shipped model segmenter-v1)"
+    )
     Params = SegmentsParams
 
     def validate(self) -> None:
@@ -238,7 +251,7 @@ class Segments(_SegmenterBase):
             ]
         )
 
-    def start(self, channels: int, sample_rate: int) -> "_SegmentsStream":
+    def start(self, channels: int, sample_rate: int) -> _SegmentsStream:
         return _SegmentsStream(self, channels)
 
 
@@ -270,8 +283,8 @@ class _SegmentsStream(_ClassifierStream):
                 levels[channel],
                 switch_penalty=p.switch_penalty,
                 silence_db=p.silence_db,
-                max_pause_frames=int(round(p.max_pause_s / DECISION_SECONDS)),
-                min_frames=int(round(p.min_segment_s / DECISION_SECONDS)),
+                max_pause_frames=round(p.max_pause_s / DECISION_SECONDS),
+                min_frames=round(p.min_segment_s / DECISION_SECONDS),
             )
             for start, end, label in segs:
                 # Decision k covers (k ± 0.5) * 40 ms; the outer edges are the file's.
@@ -306,7 +319,7 @@ class SegmentProbs(_SegmenterBase):
             + [pa.field(f"p_{name}", pa.float32(), nullable=False) for name in CLASSES]
         )
 
-    def start(self, channels: int, sample_rate: int) -> "_ProbsStream":
+    def start(self, channels: int, sample_rate: int) -> _ProbsStream:
         return _ProbsStream(self, channels)
 
 

@@ -73,11 +73,24 @@ class _Analysis:
 
     def __init__(self):
         self.window = stft_window(N_FFT, N_FFT, "hann")
-        # sum(|X|^2) * level_scale = mean square of the windowed frame (Parseval, one-sided)
-        self.level_scale = np.float32(2.0 / (N_FFT * np.sum(self.window.astype(np.float64) ** 2)))
-        self.mel_basis_t = np.ascontiguousarray(
-            mel_filterbank(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).T
+        mel_basis_t = mel_filterbank(
+            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX
+        ).T
+        # One product gives the mel bands and, in the last column, the frame's mean square
+        # (sum(|X|^2) * level_scale, Parseval, one-sided).
+        level_scale = 2.0 / (N_FFT * np.sum(self.window.astype(np.float64) ** 2))
+        level_column = np.full((mel_basis_t.shape[0], 1), level_scale, dtype=np.float32)
+        self.bands_t = np.ascontiguousarray(np.concatenate([mel_basis_t, level_column], axis=1))
+        # Log spectrum -> its fine structure (minus a centred moving average) as one product.
+        n_fine = len(range(*_FINE_BINS.indices(N_FFT // 2 + 1)))
+        self.detail_t = np.ascontiguousarray(
+            (np.eye(n_fine) - _moving_average_matrix(n_fine, _ENVELOPE_BINS)).T.astype(np.float32)
         )
+        # Band loudness groups: mean of each 5 mel bands.
+        groups = np.zeros((N_MELS, N_MELS // _BAND_GROUP), dtype=np.float32)
+        for g in range(N_MELS // _BAND_GROUP):
+            groups[g * _BAND_GROUP : (g + 1) * _BAND_GROUP, g] = 1.0 / _BAND_GROUP
+        self.groups = groups
 
 
 @lru_cache(maxsize=1)
@@ -85,7 +98,9 @@ def _analysis() -> _Analysis:
     return _Analysis()
 
 
-def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def base_features(
+    segment: np.ndarray, previous: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame vectors for `segment [shape=(channels, n)]`, framed by `frame(…, N_FFT, HOP)`.
 
     `previous` is the carry from the preceding call (the last frames' log-mel, fine spectrum
@@ -94,21 +109,21 @@ def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.
     a = _analysis()
     frames = frame(segment, N_FFT, HOP)  # (C, T, N_FFT)
     power = power_spectrum(frames, a.window)  # (C, T, 257)
-    mel_power = power @ a.mel_basis_t + np.float32(_MEL_FLOOR)
+    bands = power @ a.bands_t
+    mel_power = bands[..., :N_MELS] + np.float32(_MEL_FLOOR)
     log_mel = np.log(mel_power)
     mel = log_mel * np.float32(10.0 / np.log(10.0))
     # Windowed frame level in dBFS (a full-scale sine reads about -3 dB).
-    level = 10.0 * np.log10(np.sum(power, axis=-1) * a.level_scale + 1e-10)
+    level = 10.0 * np.log10(bands[..., N_MELS] + np.float32(1e-10))
     # Flatness over mel bands: geometric over arithmetic mean (1 = noise-like, ~0 = tonal).
     flatness = np.exp(np.mean(log_mel, axis=-1)) / np.mean(mel_power, axis=-1)
     # Fine structure: the log spectrum minus its envelope. Partials of notes and voices stand
     # out of it as peaks; noise leaves a random ripple whatever its colour.
     log_spectrum = np.log(power[..., _FINE_BINS] + np.float32(1e-10))
-    fine = log_spectrum - _moving_average(log_spectrum, _ENVELOPE_BINS)
-    peakiness = np.sqrt(np.mean(fine * fine, axis=-1))
-    loudness = np.concatenate(
-        [mel.reshape(mel.shape[:2] + (N_MELS // _BAND_GROUP, _BAND_GROUP)).mean(axis=-1), level[..., None]], axis=-1
-    )
+    fine = log_spectrum @ a.detail_t
+    energy = np.einsum("ctk,ctk->ct", fine, fine)
+    peakiness = np.sqrt(energy / np.float32(fine.shape[-1]))
+    loudness = np.concatenate([mel @ a.groups, level[..., None]], axis=-1)
     if previous is None:
         prev_mel, prev_fine = mel[:, :1], fine[:, :1]
         prev_loudness = np.repeat(loudness[:, :1], _SYLLABLE_LAG, axis=1)
@@ -117,9 +132,12 @@ def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.
     loudness_history = np.concatenate([prev_loudness, loudness], axis=1)
     mel_before = np.concatenate([prev_mel, mel[:, :-1]], axis=1)
     fine_before = np.concatenate([prev_fine, fine[:, :-1]], axis=1)
-    energy = np.einsum("ctk,ctk->ct", fine, fine)
-    energy_before = np.concatenate([np.einsum("ctk,ctk->ct", prev_fine, prev_fine), energy[:, :-1]], axis=1)
-    stability = np.einsum("ctk,ctk->ct", fine, fine_before) / (np.sqrt(energy * energy_before) + 1e-6)
+    energy_before = np.concatenate(
+        [np.einsum("ctk,ctk->ct", prev_fine, prev_fine), energy[:, :-1]], axis=1
+    )
+    stability = np.einsum("ctk,ctk->ct", fine, fine_before) / (
+        np.sqrt(energy * energy_before) + 1e-6
+    )
     out = np.empty(mel.shape[:2] + (_N_BASE,), dtype=np.float32)
     out[..., :N_MELS] = mel
     np.abs(mel - mel_before, out=out[..., N_MELS : 2 * N_MELS])
@@ -131,18 +149,19 @@ def base_features(segment: np.ndarray, previous: np.ndarray | None) -> tuple[np.
     return out, (mel[:, -1:], fine[:, -1:], loudness_history[:, -_SYLLABLE_LAG:])
 
 
-def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average along the last axis (shorter windows at the edges)."""
-    n = x.shape[-1]
-    sums = np.zeros(x.shape[:-1] + (n + 1,), dtype=np.float32)
-    np.cumsum(x, axis=-1, out=sums[..., 1:])
+def _moving_average_matrix(n: int, width: int) -> np.ndarray:
+    """`(n, n)` matrix `A` with `A @ x` the centred moving average of `x` (shorter at the edges)."""
     centre = np.arange(n)
     lo = np.maximum(centre - width // 2, 0)
     hi = np.minimum(centre + width // 2 + 1, n)
-    return (sums[..., hi] - sums[..., lo]) / (hi - lo).astype(np.float32)
+    columns = np.arange(n)[None, :]
+    inside = (columns >= lo[:, None]) & (columns < hi[:, None])
+    return inside / (hi - lo)[:, None]
 
 
-def window_statistics(base: np.ndarray, first: int, centres: np.ndarray, total: int | None) -> np.ndarray:
+def window_statistics(
+    base: np.ndarray, first: int, centres: np.ndarray, total: int | None
+) -> np.ndarray:
     """Context features for frames `centres` from `base [shape=(channels, n, 83)]`.
 
     `base[:, i]` is frame `first + i`; windows are cut to frames that exist (`>= 0` and, when the
@@ -181,18 +200,26 @@ class FrameClassifier:
     version: str
 
     @classmethod
-    def load(cls, path: str | Path = WEIGHTS_PATH) -> "FrameClassifier":
+    def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
         with np.load(path, allow_pickle=False) as data:
             n_layers = int(data["n_layers"])
             layers = tuple(
-                (data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32)) for i in range(n_layers)
+                (data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32))
+                for i in range(n_layers)
             )
             version = str(data["version"])
-            mean, scale = data["feature_mean"].astype(np.float32), data["feature_scale"].astype(np.float32)
+            mean, scale = (
+                data["feature_mean"].astype(np.float32),
+                data["feature_scale"].astype(np.float32),
+            )
         if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
-            raise ValueError(f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}")
+            raise ValueError(
+                f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
+            )
         if layers[-1][0].shape[1] != len(CLASSES):
-            raise ValueError(f"{path}: the last layer has {layers[-1][0].shape[1]} outputs, expected {len(CLASSES)}")
+            raise ValueError(
+                f"{path}: the last layer has {layers[-1][0].shape[1]} outputs, expected {len(CLASSES)}"
+            )
         return cls(mean, scale, layers, version)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -248,7 +275,9 @@ class FrameFeatureStream:
         centres = np.arange(self._next, ready_to, DECISION_STRIDE)
         channels = self._base.shape[0]
         if centres.size == 0:
-            return np.zeros((channels, 0, N_FEATURES), np.float32), np.zeros((channels, 0), np.float32)
+            return np.zeros((channels, 0, N_FEATURES), np.float32), np.zeros(
+                (channels, 0), np.float32
+            )
         features = window_statistics(self._base, self._first, centres, end if final else None)
         level = self._base[:, centres - self._first, _LEVEL]
         self._next = int(centres[-1]) + DECISION_STRIDE
@@ -262,11 +291,11 @@ __all__ = [
     "CLASSES",
     "DECISION_SECONDS",
     "FRAME_SECONDS",
-    "FrameClassifier",
-    "FrameFeatureStream",
     "N_FEATURES",
     "SAMPLE_RATE",
     "WEIGHTS_PATH",
+    "FrameClassifier",
+    "FrameFeatureStream",
     "base_features",
     "load_classifier",
     "window_statistics",
