@@ -191,41 +191,15 @@ def window_statistics(
 
 
 @dataclasses.dataclass(frozen=True)
-class FrameClassifier:
-    """Standardisation + MLP weights; `probabilities(features)` is pure numpy."""
+class MLP:
+    """Standardisation and the layers of one network (ReLU between layers, softmax out)."""
 
     mean: np.ndarray
     scale: np.ndarray
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
-    version: str
 
-    @classmethod
-    def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
-        with np.load(path, allow_pickle=False) as data:
-            n_layers = int(data["n_layers"])
-            layers = tuple(
-                (data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32))
-                for i in range(n_layers)
-            )
-            version = str(data["version"])
-            mean, scale = (
-                data["feature_mean"].astype(np.float32),
-                data["feature_scale"].astype(np.float32),
-            )
-        if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
-            raise ValueError(
-                f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
-            )
-        if layers[-1][0].shape[1] != len(CLASSES):
-            raise ValueError(
-                f"{path}: the last layer has {layers[-1][0].shape[1]} outputs, expected {len(CLASSES)}"
-            )
-        return cls(mean, scale, layers, version)
-
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """`features [shape=(..., N_FEATURES)]` → class probabilities `(..., 3)`, float32."""
-        shape = features.shape[:-1]
-        x = (features.reshape(-1, N_FEATURES) - self.mean) * self.scale
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        x = (x - self.mean) * self.scale
         for i, (weight, bias) in enumerate(self.layers):
             x = x @ weight + bias
             if i < len(self.layers) - 1:
@@ -233,7 +207,53 @@ class FrameClassifier:
         x -= x.max(axis=-1, keepdims=True)
         np.exp(x, out=x)
         x /= x.sum(axis=-1, keepdims=True)
-        return x.reshape(shape + (len(CLASSES),))
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameClassifier:
+    """A few small MLPs whose probabilities are averaged; pure numpy.
+
+    Weights file (`.npz`): `version`, `n_members`, and per member `j` the arrays
+    `m{j}_feature_mean`, `m{j}_feature_scale`, `m{j}_n_layers`, `m{j}_w{i}` `(in, out)`, `m{j}_b{i}`.
+    """
+
+    members: tuple[MLP, ...]
+    version: str
+
+    @classmethod
+    def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
+        members = []
+        with np.load(path, allow_pickle=False) as data:
+            version = str(data["version"])
+            for j in range(int(data["n_members"])):
+                key = f"m{j}_"
+                layers = tuple(
+                    (data[f"{key}w{i}"].astype(np.float32), data[f"{key}b{i}"].astype(np.float32))
+                    for i in range(int(data[f"{key}n_layers"]))
+                )
+                mean = data[f"{key}feature_mean"].astype(np.float32)
+                scale = data[f"{key}feature_scale"].astype(np.float32)
+                if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
+                    raise ValueError(
+                        f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
+                    )
+                if layers[-1][0].shape[1] != len(CLASSES):
+                    raise ValueError(f"{path}: the last layer must have {len(CLASSES)} outputs")
+                members.append(MLP(mean, scale, layers))
+        if not members:
+            raise ValueError(f"{path}: no networks in the weights file")
+        return cls(tuple(members), version)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """`features [shape=(..., N_FEATURES)]` → class probabilities `(..., 3)`, float32."""
+        shape = features.shape[:-1]
+        x = features.reshape(-1, N_FEATURES)
+        total = self.members[0].probabilities(x)
+        for member in self.members[1:]:
+            total += member.probabilities(x)
+        total /= np.float32(len(self.members))
+        return total.reshape(shape + (len(CLASSES),))
 
 
 @lru_cache(maxsize=4)
