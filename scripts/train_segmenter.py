@@ -10,7 +10,8 @@ rates — computes exactly the features inference computes (`audiokit.models.seg
 fits a small MLP with torch (training only; inference is numpy). Everything is seeded.
 
 usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/segmenter-v1.npz]
-       [--programmes 150] [--epochs 14] [--members 3] [--hidden 96,48] [--seed 0]
+       [--programmes 150] [--epochs 14] [--members 3] [--fresh-data] [--hidden 96,48] [--seed 0]
+       python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz
 Make the manifest of licence-allowed recordings with scripts/make_segmenter_manifest.py.
 """
 
@@ -508,6 +509,12 @@ def merge(paths: list[str], out: str, version: str) -> None:
     count = 0
     for path in paths:
         with np.load(path, allow_pickle=False) as data:
+            if "n_members" not in data.files:  # one bare network (early v1 runs)
+                for key in data.files:
+                    if key != "version":
+                        weights[f"m{count}_{key}"] = data[key]
+                count += 1
+                continue
             for member in range(int(data["n_members"])):
                 prefix = f"m{member}_"
                 for key in data.files:
@@ -521,7 +528,7 @@ def merge(paths: list[str], out: str, version: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("manifest")
+    ap.add_argument("manifest", nargs="?", help="CSV: path,label[,start,end][,group][,license]")
     ap.add_argument("--out", default=str(REPO / "audiokit" / "models" / "segmenter-v1.npz"))
     ap.add_argument("--programmes", type=int, default=150)
     ap.add_argument("--val-programmes", type=int, default=10)
@@ -551,6 +558,8 @@ def main() -> int:
     if args.merge:
         merge(args.merge, args.out, args.version)
         return 0
+    if not args.manifest:
+        ap.error("a manifest is needed (or --merge)")
 
     began = time.time()
     rng = np.random.default_rng(args.seed)

@@ -217,6 +217,9 @@ class _ClassifierStream:
 
 
 class _SegmenterBase(Extractor):
+    # Bump `version` whenever the shipped weights change: re-runs then redo these tables.
+    version = 1
+
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
         self.classifier = load_classifier(params.weights)
@@ -287,7 +290,8 @@ class _SegmentsStream(_ClassifierStream):
                 min_frames=round(p.min_segment_s / DECISION_SECONDS),
             )
             for start, end, label in segs:
-                # Decision k covers (k ± 0.5) * 40 ms; the outer edges are the file's.
+                # Decision k covers (k ± 0.5) * 40 ms; the outer edges are the file's (as counted
+                # at 16 kHz: within one 16 kHz sample of files.duration_s).
                 start_s = 0.0 if start == 0 else (start - 0.5) * DECISION_SECONDS
                 end_s = duration if end == len(posteriors) else (end - 0.5) * DECISION_SECONDS
                 columns["channel"].append(channel)
