@@ -62,34 +62,42 @@ def state_posteriors(probs: np.ndarray, p_silence: np.ndarray) -> np.ndarray:
     return out
 
 
+_VITERBI_CHUNK = 8192  # frames converted to Python floats at a time: bounded transient memory
+
+
 def viterbi(log_emissions: np.ndarray, switch_penalty: float) -> np.ndarray:
     """Best state path `(T,)` for emissions `(T, S)` when every change of state costs the same.
 
     With a uniform switch cost, a state's best predecessor is either itself or the overall best
     state of the previous frame, so the forward pass records just that argmax and which states
-    switched. The loop runs on plain floats: numpy per-element calls would cost ten times more.
+    switched (two bytes per frame). The loop runs on plain floats, a chunk at a time: numpy
+    per-element calls would cost ten times more.
     """
     frames, states = log_emissions.shape
     if frames == 0:
         return np.zeros(0, dtype=np.int8)
     order = range(states)
-    rows = log_emissions.tolist()
-    score = list(rows[0])
-    tops = [0] * frames
-    switches = [0] * frames  # bit s set: state s came from tops[t]
-    for t in range(1, frames):
-        top = max(order, key=score.__getitem__)
-        leave = score[top] - switch_penalty
-        tops[t] = top
-        mask = 0
-        row = rows[t]
-        for s in order:
-            if leave > score[s]:
-                score[s] = leave + row[s]
-                mask |= 1 << s
-            else:
-                score[s] += row[s]
-        switches[t] = mask
+    score = log_emissions[0].tolist()
+    tops = np.zeros(frames, dtype=np.uint8)
+    switches = np.zeros(frames, dtype=np.uint8)  # bit s set: state s came from tops[t]
+    for chunk_start in range(1, frames, _VITERBI_CHUNK):
+        rows = log_emissions[chunk_start : chunk_start + _VITERBI_CHUNK].tolist()
+        chunk_tops = [0] * len(rows)
+        chunk_switches = [0] * len(rows)
+        for i, row in enumerate(rows):
+            top = max(order, key=score.__getitem__)
+            leave = score[top] - switch_penalty
+            chunk_tops[i] = top
+            mask = 0
+            for s in order:
+                if leave > score[s]:
+                    score[s] = leave + row[s]
+                    mask |= 1 << s
+                else:
+                    score[s] += row[s]
+            chunk_switches[i] = mask
+        tops[chunk_start : chunk_start + len(rows)] = chunk_tops
+        switches[chunk_start : chunk_start + len(rows)] = chunk_switches
     path = np.empty(frames, dtype=np.int8)
     state = max(order, key=score.__getitem__)
     for t in range(frames - 1, -1, -1):
