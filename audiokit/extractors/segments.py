@@ -302,8 +302,10 @@ class _SegmentsStream(_ClassifierStream):
                 # at 16 kHz: within one 16 kHz sample of files.duration_s).
                 start_s = 0.0 if start == 0 else (start - 0.5) * DECISION_SECONDS
                 end_s = duration if end == len(posteriors) else (end - 0.5) * DECISION_SECONDS
+                if start_s >= duration:  # a file shorter than its last decision step
+                    continue
                 columns["channel"].append(channel)
-                columns["start_s"].append(min(start_s, duration))
+                columns["start_s"].append(start_s)
                 columns["end_s"].append(min(end_s, duration))
                 columns["label"].append(LABELS[label])
                 columns["confidence"].append(float(posteriors[start:end, label].mean()))
