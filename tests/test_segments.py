@@ -235,6 +235,52 @@ def test_segment_probs_table(programme_dir: Path, tmp_path: Path):
     np.testing.assert_allclose(total, 1.0, atol=1e-5)
 
 
+def write_weights(path: Path, n_features: int, seed: int) -> Path:
+    """A one-network weights file in the documented format (random numbers)."""
+    rng = np.random.default_rng(seed)
+    np.savez(
+        path,
+        version=np.array("test"),
+        n_members=np.array(1),
+        m0_n_layers=np.array(1),
+        m0_feature_mean=np.zeros(n_features, np.float32),
+        m0_feature_scale=np.ones(n_features, np.float32),
+        m0_w0=rng.standard_normal((n_features, 3)).astype(np.float32) * 0.01,
+        m0_b0=np.array([0.0, 5.0, 0.0], np.float32),  # strongly favours music
+    )
+    return path
+
+
+def test_other_weights_can_be_given_and_bad_ones_are_refused(programme_dir: Path, tmp_path: Path):
+    music_only = write_weights(tmp_path / "music.npz", N_FEATURES, 0)
+    out = tmp_path / "out"
+    status, _, stderr = run_json(
+        "extract",
+        str(programme_dir / "prog.flac"),
+        "-o",
+        str(out),
+        "-x",
+        "segments",
+        "--set",
+        f"segments.weights={music_only}",
+    )
+    assert status == 0, stderr
+    assert {r["label"] for r in read_table(out, "segments")} == {"music", "silence"}
+    for bad in (write_weights(tmp_path / "bad.npz", N_FEATURES + 1, 0), tmp_path / "missing.npz"):
+        status, _, stderr = run_json(
+            "extract",
+            str(programme_dir),
+            "-o",
+            str(tmp_path / "bad-out"),
+            "-x",
+            "segments",
+            "--set",
+            f"segments.weights={bad}",
+        )
+        assert status == 2, stderr
+        assert str(bad.name) in stderr
+
+
 def test_params_are_validated(programme_dir: Path, tmp_path: Path):
     status, _, stderr = run_json(
         "extract",

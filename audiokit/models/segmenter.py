@@ -210,6 +210,22 @@ class MLP:
         return x
 
 
+def _member(data, prefix: str, path) -> MLP:
+    layers = tuple(
+        (data[f"{prefix}w{i}"].astype(np.float32), data[f"{prefix}b{i}"].astype(np.float32))
+        for i in range(int(data[f"{prefix}n_layers"]))
+    )
+    mean = data[f"{prefix}feature_mean"].astype(np.float32)
+    scale = data[f"{prefix}feature_scale"].astype(np.float32)
+    if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
+        raise ValueError(
+            f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
+        )
+    if layers[-1][0].shape[1] != len(CLASSES):
+        raise ValueError(f"{path}: the last layer must have {len(CLASSES)} outputs")
+    return MLP(mean, scale, layers)
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameClassifier:
     """A few small MLPs whose probabilities are averaged; pure numpy.
@@ -223,27 +239,18 @@ class FrameClassifier:
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
-        members = []
-        with np.load(path, allow_pickle=False) as data:
-            version = str(data["version"])
-            for j in range(int(data["n_members"])):
-                key = f"m{j}_"
-                layers = tuple(
-                    (data[f"{key}w{i}"].astype(np.float32), data[f"{key}b{i}"].astype(np.float32))
-                    for i in range(int(data[f"{key}n_layers"]))
+        """Read a weights file; ValueError (naming the file) if it is missing or does not fit."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = str(data["version"])
+                members = tuple(
+                    _member(data, f"m{j}_", path) for j in range(int(data["n_members"]))
                 )
-                mean = data[f"{key}feature_mean"].astype(np.float32)
-                scale = data[f"{key}feature_scale"].astype(np.float32)
-                if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
-                    raise ValueError(
-                        f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
-                    )
-                if layers[-1][0].shape[1] != len(CLASSES):
-                    raise ValueError(f"{path}: the last layer must have {len(CLASSES)} outputs")
-                members.append(MLP(mean, scale, layers))
+        except (OSError, KeyError) as exc:
+            raise ValueError(f"cannot read classifier weights {path}: {exc}") from None
         if not members:
             raise ValueError(f"{path}: no networks in the weights file")
-        return cls(tuple(members), version)
+        return cls(members, version)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """`features [shape=(..., N_FEATURES)]` → class probabilities `(..., 3)`, float32."""
