@@ -18,7 +18,6 @@ import csv
 import glob
 import importlib.util
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -145,15 +144,6 @@ HYPERROGUE_NOISE = [
     "die-vinebeast",
 ]
 HYPERROGUE_SOUNDS = "hyperrogue-music/usr/share/hyperrogue/sounds/{}.ogg"
-# Wesnoth's ambient recordings (birds, night, campfire, ship), animals, weather, weapons and
-# impacts: noise. Voices (human, orc, elf …), magic jingles, horn signals and drums are left out.
-WESNOTH_SOUNDS = "wesnoth-1.16-data/usr/share/games/wesnoth/*/data/core/sounds"
-WESNOTH_NOISE = re.compile(
-    r"^(ambient/(birds\d|morning|night|campfire|ship)|wolf-|horse|bat-|gryphon-|tusker-|drake-|hiss"
-    r"|yeti-|bite|claws|rumble|cave-in|explosion|gunshot|lightning|thunderstick|water-blast|fire\.wav"
-    r"|flame-big|torch|squishy|mud-|throw-|axe|sword|mace|club|bow|crossbow|spear|sling|dagger"
-    r"|hatchet|flail|fist|knife|throwing|staff|net|dart|pincers|tail|fuse|entangle|open-chest)"
-)
 HYPERROGUE_SOUNDS_LICENSE = "CC-BY-SA-4.0 or CC-BY-3.0 per file (Debian copyright)"
 
 
@@ -204,18 +194,6 @@ def manifest_rows(data: Path, debian: Path | None) -> list[dict]:
                         "license": HYPERROGUE_SOUNDS_LICENSE,
                     }
                 )
-        for folder in sorted(glob.glob(str(debian / WESNOTH_SOUNDS))):
-            for path in sorted(glob.glob(os.path.join(folder, "**", "*.*"), recursive=True)):
-                name = os.path.relpath(path, folder)
-                if WESNOTH_NOISE.match(name) and name.endswith((".ogg", ".wav")):
-                    rows.append(
-                        {
-                            "path": path,
-                            "label": "noise",
-                            "group": "wesnoth-sounds",
-                            "license": "GPL-2+ (Debian copyright)",
-                        }
-                    )
     return rows
 
 
