@@ -1,0 +1,329 @@
+"""The speech/music/noise frame classifier behind the `segments` and `segment_probs` extractors.
+
+Recipe (shared by the extractors and `scripts/train_segmenter.py`, so training sees exactly the
+features inference computes):
+
+1. 16 kHz audio, 32 ms Hann frames every 20 ms (frame `t` centred at `t * 0.02` s).
+2. Per frame: a 40-band log-mel spectrum, its absolute change since the previous frame,
+   the frame level in dBFS, spectral flatness, peakiness (how far partials stand out of the
+   spectral envelope: tones vs noise of any colour) and stability (how much that fine
+   structure persists from frame to frame: sustained notes do, syllables less, noise not).
+3. Per decision, statistics of those over 0.5 s and 2 s windows centred on it: means and
+   standard deviations. Window means of the log-mel are taken relative to the
+   window's own level, so the classifier sees spectral shape and modulation, not loudness.
+4. A small MLP (numpy inference) gives p(speech), p(music), p(noise) for every second frame
+   (decision `k` is centred at `k * 0.04` s).
+
+Streaming needs 1 s of look-ahead, so `FrameFeatureStream` holds about two seconds of per-frame
+features (under 100 kB) plus the current block, whatever the file's length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from audiokit.dsp import StreamFramer, frame, mel_filterbank, stft_window
+from audiokit.dsp.spectrum import power_spectrum
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 320
+FRAME_SECONDS = HOP / SAMPLE_RATE
+# The classifier decides every second analysis frame (40 ms): the windows it looks at span
+# 0.5-2 s, so finer steps add cost, not information; boundaries stay well inside the
+# 0.25 s scoring collar.
+DECISION_STRIDE = 2
+DECISION_SECONDS = DECISION_STRIDE * FRAME_SECONDS
+N_MELS = 40
+FMIN, FMAX = 60.0, 8000.0
+# Frames either side of a decision: 0.5 s and 2 s windows. The short one places boundaries,
+# the long one sees enough syllables, pauses and beats to tell speech from music.
+WINDOW_HALVES = (12, 50)
+LONG_HALF = max(WINDOW_HALVES)  # also the look-ahead the stream needs
+CLASSES = ("speech", "music", "noise")
+WEIGHTS_PATH = Path(__file__).with_name("segmenter-v1.npz")
+
+_MEL_FLOOR = 1e-9  # -90 dB: keeps quiet bands from dominating the statistics
+_FINE_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
+_ENVELOPE_BINS = 9  # the spectral envelope: a 280 Hz moving average of the log spectrum
+
+# Syllables come 3-6 times a second: loudness changes over 100 ms, per group of 5 mel bands
+# and overall, show that rhythm (music's changes are slower or steadier).
+_SYLLABLE_LAG = 5
+_BAND_GROUP = 5
+_N_SYLLABLE = N_MELS // _BAND_GROUP + 1
+
+# Per-frame vector layout:
+# [logmel (40) | |Δ logmel| (40) | level, flatness, peakiness, stability | |Δ100ms| (9)]
+_N_SCALARS = 4
+_LEVEL = 2 * N_MELS
+_SYLLABLE = _LEVEL + _N_SCALARS
+_N_BASE = _SYLLABLE + _N_SYLLABLE
+# Columns whose window standard deviation is a feature: log-mel and the scalars.
+_STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + _N_SCALARS]
+N_FEATURES = len(WINDOW_HALVES) * (_N_BASE + len(_STD_COLUMNS))
+
+
+class _Analysis:
+    """Window and filterbank, built once."""
+
+    def __init__(self):
+        self.window = stft_window(N_FFT, N_FFT, "hann")
+        mel_basis_t = mel_filterbank(
+            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX
+        ).T
+        # One product gives the mel bands and, in the last column, the frame's mean square
+        # (sum(|X|^2) * level_scale, Parseval, one-sided).
+        level_scale = 2.0 / (N_FFT * np.sum(self.window.astype(np.float64) ** 2))
+        level_column = np.full((mel_basis_t.shape[0], 1), level_scale, dtype=np.float32)
+        self.bands_t = np.ascontiguousarray(np.concatenate([mel_basis_t, level_column], axis=1))
+        # Log spectrum -> its fine structure (minus a centred moving average) as one product.
+        n_fine = len(range(*_FINE_BINS.indices(N_FFT // 2 + 1)))
+        self.detail_t = np.ascontiguousarray(
+            (np.eye(n_fine) - _moving_average_matrix(n_fine, _ENVELOPE_BINS)).T.astype(np.float32)
+        )
+        # Band loudness groups: mean of each 5 mel bands.
+        groups = np.zeros((N_MELS, N_MELS // _BAND_GROUP), dtype=np.float32)
+        for g in range(N_MELS // _BAND_GROUP):
+            groups[g * _BAND_GROUP : (g + 1) * _BAND_GROUP, g] = 1.0 / _BAND_GROUP
+        self.groups = groups
+
+
+@lru_cache(maxsize=1)
+def _analysis() -> _Analysis:
+    return _Analysis()
+
+
+def base_features(
+    segment: np.ndarray, previous: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame vectors for `segment [shape=(channels, n)]`, framed by `frame(…, N_FFT, HOP)`.
+
+    `previous` is the carry from the preceding call (the last frames' log-mel, fine spectrum
+    and band loudness; None at the file start); returns `(features (channels, T, 93), carry)`.
+    """
+    a = _analysis()
+    frames = frame(segment, N_FFT, HOP)  # (C, T, N_FFT)
+    power = power_spectrum(frames, a.window)  # (C, T, 257)
+    bands = power @ a.bands_t
+    mel_power = bands[..., :N_MELS] + np.float32(_MEL_FLOOR)
+    log_mel = np.log(mel_power)
+    mel = log_mel * np.float32(10.0 / np.log(10.0))
+    # Windowed frame level in dBFS (a full-scale sine reads about -3 dB).
+    level = 10.0 * np.log10(bands[..., N_MELS] + np.float32(1e-10))
+    # Flatness over mel bands: geometric over arithmetic mean (1 = noise-like, ~0 = tonal).
+    flatness = np.exp(np.mean(log_mel, axis=-1)) / np.mean(mel_power, axis=-1)
+    # Fine structure: the log spectrum minus its envelope. Partials of notes and voices stand
+    # out of it as peaks; noise leaves a random ripple whatever its colour.
+    log_spectrum = np.log(power[..., _FINE_BINS] + np.float32(1e-10))
+    fine = log_spectrum @ a.detail_t
+    energy = np.einsum("ctk,ctk->ct", fine, fine)
+    peakiness = np.sqrt(energy / np.float32(fine.shape[-1]))
+    loudness = np.concatenate([mel @ a.groups, level[..., None]], axis=-1)
+    if previous is None:
+        prev_mel, prev_fine = mel[:, :1], fine[:, :1]
+        prev_loudness = np.repeat(loudness[:, :1], _SYLLABLE_LAG, axis=1)
+    else:
+        prev_mel, prev_fine, prev_loudness = previous
+    loudness_history = np.concatenate([prev_loudness, loudness], axis=1)
+    mel_before = np.concatenate([prev_mel, mel[:, :-1]], axis=1)
+    fine_before = np.concatenate([prev_fine, fine[:, :-1]], axis=1)
+    energy_before = np.concatenate(
+        [np.einsum("ctk,ctk->ct", prev_fine, prev_fine), energy[:, :-1]], axis=1
+    )
+    stability = np.einsum("ctk,ctk->ct", fine, fine_before) / (
+        np.sqrt(energy * energy_before) + 1e-6
+    )
+    out = np.empty(mel.shape[:2] + (_N_BASE,), dtype=np.float32)
+    out[..., :N_MELS] = mel
+    np.abs(mel - mel_before, out=out[..., N_MELS : 2 * N_MELS])
+    out[..., _LEVEL] = level
+    out[..., _LEVEL + 1] = flatness
+    out[..., _LEVEL + 2] = peakiness
+    out[..., _LEVEL + 3] = stability
+    np.abs(loudness - loudness_history[:, : loudness.shape[1]], out=out[..., _SYLLABLE:])
+    return out, (mel[:, -1:], fine[:, -1:], loudness_history[:, -_SYLLABLE_LAG:])
+
+
+def _moving_average_matrix(n: int, width: int) -> np.ndarray:
+    """`(n, n)` matrix `A` with `A @ x` the centred moving average of `x` (shorter at the edges)."""
+    centre = np.arange(n)
+    lo = np.maximum(centre - width // 2, 0)
+    hi = np.minimum(centre + width // 2 + 1, n)
+    columns = np.arange(n)[None, :]
+    inside = (columns >= lo[:, None]) & (columns < hi[:, None])
+    return inside / (hi - lo)[:, None]
+
+
+def window_statistics(
+    base: np.ndarray, first: int, centres: np.ndarray, total: int | None
+) -> np.ndarray:
+    """Context features for frames `centres` from `base [shape=(channels, n, 83)]`.
+
+    `base[:, i]` is frame `first + i`; windows are cut to frames that exist (`>= 0` and, when the
+    file's `total` frame count is known, `< total`) and are assumed present in `base`.
+    Returns `(channels, len(centres), N_FEATURES)` float32.
+    """
+    channels, n, _ = base.shape
+    # float64 running sums: window sums then do not depend on where the buffer starts.
+    values = base.astype(np.float64)
+    sums = np.zeros((channels, n + 1, _N_BASE), dtype=np.float64)
+    np.cumsum(values, axis=1, out=sums[:, 1:])
+    squares = np.zeros((channels, n + 1, len(_STD_COLUMNS)), dtype=np.float64)
+    np.cumsum(values[..., _STD_COLUMNS] ** 2, axis=1, out=squares[:, 1:])
+    last = (total if total is not None else first + n) - 1
+    parts = []
+    for half in WINDOW_HALVES:
+        lo = np.maximum(centres - half, 0) - first
+        hi = np.minimum(centres + half, last) - first + 1
+        count = (hi - lo).astype(np.float64)[None, :, None]
+        mean = (sums[:, hi] - sums[:, lo]) / count
+        mean_sq = (squares[:, hi] - squares[:, lo]) / count
+        std = np.sqrt(np.maximum(mean_sq - mean[..., _STD_COLUMNS] ** 2, 0.0))
+        # Spectral shape relative to the window's own loudness.
+        mean[..., :N_MELS] -= mean[..., :N_MELS].mean(axis=-1, keepdims=True)
+        parts += [mean, std]
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """Standardisation and the layers of one network (ReLU between layers, softmax out)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        x = (x - self.mean) * self.scale
+        for i, (weight, bias) in enumerate(self.layers):
+            x = x @ weight + bias
+            if i < len(self.layers) - 1:
+                np.maximum(x, 0.0, out=x)
+        x -= x.max(axis=-1, keepdims=True)
+        np.exp(x, out=x)
+        x /= x.sum(axis=-1, keepdims=True)
+        return x
+
+
+def _member(data, prefix: str, path) -> MLP:
+    layers = tuple(
+        (data[f"{prefix}w{i}"].astype(np.float32), data[f"{prefix}b{i}"].astype(np.float32))
+        for i in range(int(data[f"{prefix}n_layers"]))
+    )
+    mean = data[f"{prefix}feature_mean"].astype(np.float32)
+    scale = data[f"{prefix}feature_scale"].astype(np.float32)
+    if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
+        raise ValueError(
+            f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
+        )
+    if layers[-1][0].shape[1] != len(CLASSES):
+        raise ValueError(f"{path}: the last layer must have {len(CLASSES)} outputs")
+    return MLP(mean, scale, layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameClassifier:
+    """A few small MLPs whose probabilities are averaged; pure numpy.
+
+    Weights file (`.npz`): `version`, `n_members`, and per member `j` the arrays
+    `m{j}_feature_mean`, `m{j}_feature_scale`, `m{j}_n_layers`, `m{j}_w{i}` `(in, out)`, `m{j}_b{i}`.
+    """
+
+    members: tuple[MLP, ...]
+    version: str
+
+    @classmethod
+    def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
+        """Read a weights file; ValueError (naming the file) if it is missing or does not fit."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = str(data["version"])
+                members = tuple(
+                    _member(data, f"m{j}_", path) for j in range(int(data["n_members"]))
+                )
+        except (OSError, KeyError) as exc:
+            raise ValueError(f"cannot read classifier weights {path}: {exc}") from None
+        if not members:
+            raise ValueError(f"{path}: no networks in the weights file")
+        return cls(members, version)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """`features [shape=(..., N_FEATURES)]` → class probabilities `(..., 3)`, float32."""
+        shape = features.shape[:-1]
+        x = features.reshape(-1, N_FEATURES)
+        total = self.members[0].probabilities(x)
+        for member in self.members[1:]:
+            total += member.probabilities(x)
+        total /= np.float32(len(self.members))
+        return total.reshape(shape + (len(CLASSES),))
+
+
+@lru_cache(maxsize=4)
+def load_classifier(path: str | None = None) -> FrameClassifier:
+    """The shipped classifier (or one at `path`), loaded once per process."""
+    return FrameClassifier.load(WEIGHTS_PATH if path is None else path)
+
+
+class FrameFeatureStream:
+    """16 kHz `(channels, n)` blocks in; context features of decision frames out, in order.
+
+    Decision `k` is analysis frame `k * DECISION_STRIDE`; it is ready once frame
+    `t + LONG_HALF` exists (or the file has ended). Holds the last `LONG_HALF` frames' base
+    vectors plus those not yet decided.
+    """
+
+    def __init__(self):
+        self.framer = StreamFramer(N_FFT, HOP, center=True, pad_mode="constant")
+        self._carry = None
+        self._base: np.ndarray | None = None  # frames _first .. _first + len - 1
+        self._first = 0
+        self._next = 0  # next decision's analysis frame (a multiple of DECISION_STRIDE)
+
+    def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._advance(self.framer.push(block), final=False)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._advance(self.framer.finish(), final=True)
+
+    def _advance(self, segment: np.ndarray, final: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(features (C, k, N_FEATURES), level_db (C, k))` for the next k frames."""
+        if segment.ndim == 2 and segment.shape[-1] >= N_FFT:
+            new, self._carry = base_features(segment, self._carry)
+            self._base = new if self._base is None else np.concatenate([self._base, new], axis=1)
+        if self._base is None:
+            return np.zeros((0, 0, N_FEATURES), np.float32), np.zeros((0, 0), np.float32)
+        end = self._first + self._base.shape[1]  # frames that exist so far
+        ready_to = end if final else max(self._next, end - LONG_HALF)
+        centres = np.arange(self._next, ready_to, DECISION_STRIDE)
+        channels = self._base.shape[0]
+        if centres.size == 0:
+            return np.zeros((channels, 0, N_FEATURES), np.float32), np.zeros(
+                (channels, 0), np.float32
+            )
+        features = window_statistics(self._base, self._first, centres, end if final else None)
+        level = self._base[:, centres - self._first, _LEVEL]
+        self._next = int(centres[-1]) + DECISION_STRIDE
+        keep_from = max(self._first, self._next - LONG_HALF)
+        self._base = self._base[:, keep_from - self._first :].copy()
+        self._first = keep_from
+        return features, level
+
+
+__all__ = [
+    "CLASSES",
+    "DECISION_SECONDS",
+    "FRAME_SECONDS",
+    "N_FEATURES",
+    "SAMPLE_RATE",
+    "WEIGHTS_PATH",
+    "FrameClassifier",
+    "FrameFeatureStream",
+    "base_features",
+    "load_classifier",
+    "window_statistics",
+]

@@ -1,0 +1,225 @@
+"""Write the training manifest for the shipped segmenter: licence-allowed recordings only.
+
+Rows (`path,label,group,license`) come from
+- `../shared/data/devcorpus/manifest.csv` rows with `use == train+eval`,
+- the extra recordings of folders that MANIFEST.md marks *train* (speechbrain, lhotse,
+  pyAudioAnalysis),
+- optionally, music of unpacked Debian game-music packages (`--debian DIR`, the folder where
+  `dpkg-deb -x` put them; their licences are in each package's copyright file),
+and never from a group that `../shared/eval/make_dev_mixes.py` keeps for dev (`DEV_GROUPS`).
+
+usage: python scripts/make_segmenter_manifest.py OUT.csv [--data ../shared/data] [--debian DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout (or one level up, from a git worktree under wt/)
+DEFAULT_DATA = next(
+    (
+        p / "shared" / "data"
+        for p in (REPO.parent, REPO.parent.parent)
+        if (p / "shared" / "data").is_dir()
+    ),
+    REPO.parent / "shared" / "data",
+)
+# singing stays its own label: it trains as music, but the trainer samples it more often (it is scarce)
+LABELS = {"speech": "speech", "music": "music", "singing": "singing", "other": "noise"}
+
+# Recordings outside devcorpus in folders marked *train*: (path under data/, label, group, licence)
+TRAIN_FOLDERS = [
+    ("speechbrain/tests/samples/ASR/spk1_snt1.wav", "speech", "speechbrain", "Apache-2.0"),
+    ("speechbrain/tests/samples/ASR/spk1_snt2.wav", "speech", "speechbrain", "Apache-2.0"),
+    ("speechbrain/tests/samples/ASR/spk2_snt1.wav", "speech", "speechbrain", "Apache-2.0"),
+    ("speechbrain/tests/samples/single-mic/example1.wav", "speech", "speechbrain", "Apache-2.0"),
+    ("speechbrain/tests/samples/noise/noise2.wav", "noise", "speechbrain", "Apache-2.0"),
+    ("speechbrain/tests/samples/noise/noise3.wav", "noise", "speechbrain", "Apache-2.0"),
+    ("lhotse/2412-153948-0000.flac", "speech", "lhotse", "CC-BY-4.0 (LibriSpeech)"),
+    ("lhotse/libri-1088-134315-0000.wav", "speech", "lhotse", "CC-BY-4.0 (LibriSpeech)"),
+    ("lhotse/LJ002-0020.wav", "speech", "lhotse", "Public domain (LJSpeech)"),
+    ("lhotse/common_voice_en_651325.mp3", "speech", "lhotse", "CC0-1.0 (Common Voice)"),
+    ("lhotse/ES2011a.Headset-0-40s-46s.wav", "speech", "lhotse", "CC-BY-4.0 (AMI)"),
+    ("pyAudioAnalysis/data/count.wav", "speech", "pyAudioAnalysis", "Apache-2.0"),
+    ("pyAudioAnalysis/data/diarizationExample.wav", "speech", "pyAudioAnalysis", "Apache-2.0"),
+    (
+        "pyAudioAnalysis/data/100 BPM - Rhythm patterns - Salsa.mp3",
+        "music",
+        "pyAudioAnalysis",
+        "Apache-2.0",
+    ),
+]
+# Emotional speech (pyAudioAnalysis, Apache-2.0): varied voices and prosody.
+TRAIN_GLOBS = [
+    ("pyAudioAnalysis/data/speechEmotion/*.wav", "speech", "pyAudioAnalysis", "Apache-2.0")
+]
+
+DEBIAN_MUSIC = [
+    (
+        "wesnoth-1.16-music/usr/share/games/wesnoth/*/data/core/music/*.ogg",
+        "wesnoth-music",
+        "GPL-2+ (Debian copyright)",
+    ),
+    (
+        "hyperrogue-music/usr/share/hyperrogue/music/*.ogg",
+        "hyperrogue-music",
+        "CC-BY-SA-3.0 (Debian copyright)",
+    ),
+    (
+        "singularity-music/usr/share/games/singularity/music/*.ogg",
+        "singularity-music",
+        "CC-BY-SA-3.0 (Debian copyright)",
+    ),
+    # rock/metal backing tracks and their separate lead-guitar stems
+    (
+        "fretsonfire-songs-muldjord/usr/share/games/fretsonfire/data/songs/*/*/*.ogg",
+        "fretsonfire-muldjord",
+        "CC-BY-SA-3.0 (Debian copyright)",
+    ),
+    (
+        "fretsonfire-songs-sectoid/usr/share/games/fretsonfire/data/songs/*/*/*.ogg",
+        "fretsonfire-sectoid",
+        "CC-BY-SA-3.0 (Debian copyright)",
+    ),
+    (
+        "warzone2100-music/usr/share/games/warzone2100/music/**/*.opus",
+        "warzone2100-music",
+        "GPL-2+ (Debian copyright)",
+    ),
+    (
+        "planetblupi-music-ogg/usr/share/planetblupi/music/*.ogg",
+        "planetblupi-music",
+        "GPL-3+ (Debian copyright)",
+    ),
+    (
+        "extremetuxracer-data/usr/share/games/etr/music/*.ogg",
+        "extremetuxracer-music",
+        "GPL-2+ (Debian copyright)",
+    ),
+]
+
+# Hyperrogue's sound effects that are animals, water, weather, machinery or impacts: noise.
+# (Its jingles and character voices are left out.)
+HYPERROGUE_NOISE = [
+    "bull",
+    "seen-frog1",
+    "seen-frog2",
+    "seen-frog3",
+    "orb-frog",
+    "seen-eagle",
+    "seen-woof",
+    "seen-snake",
+    "mousesqueak",
+    "message-roar",
+    "message-troll",
+    "seen-troll",
+    "die-troll",
+    "die-kraken",
+    "seen-kraken",
+    "splash1",
+    "splash2",
+    "seen-water",
+    "steamhiss",
+    "storm",
+    "explosion",
+    "fire",
+    "closegate",
+    "opengate",
+    "trapdoor",
+    "hit-crush1",
+    "hit-crush2",
+    "hit-crush3",
+    "seen-sandworm",
+    "seen-dragon",
+    "seen-air",
+    "seen-earth",
+    "die-bomberbird",
+    "die-vinebeast",
+]
+HYPERROGUE_SOUNDS = "hyperrogue-music/usr/share/hyperrogue/sounds/{}.ogg"
+HYPERROGUE_SOUNDS_LICENSE = "CC-BY-SA-4.0 or CC-BY-3.0 per file (Debian copyright)"
+
+
+def dev_groups(data: Path) -> set[str]:
+    """The groups the dev mixes use, read from the shared script so the two never drift."""
+    path = data.parent / "eval" / "make_dev_mixes.py"
+    spec = importlib.util.spec_from_file_location("make_dev_mixes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.DEV_GROUPS)
+
+
+def manifest_rows(data: Path, debian: Path | None) -> list[dict]:
+    excluded = dev_groups(data)
+    rows = []
+    with open(data / "devcorpus" / "manifest.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["use"] != "train+eval" or r["group"] in excluded:
+                continue
+            rows.append(
+                {
+                    "path": str(data / "devcorpus" / r["file"]),
+                    "label": LABELS[r["label"]],
+                    "group": r["group"],
+                    "license": r["license"],
+                }
+            )
+    for rel, label, group, licence in TRAIN_FOLDERS:
+        if group not in excluded and (data / rel).exists():
+            rows.append(
+                {"path": str(data / rel), "label": label, "group": group, "license": licence}
+            )
+    for pattern, label, group, licence in TRAIN_GLOBS:
+        for path in sorted(glob.glob(str(data / pattern))):
+            rows.append({"path": path, "label": label, "group": group, "license": licence})
+    if debian is not None:
+        for pattern, group, licence in DEBIAN_MUSIC:
+            for path in sorted(glob.glob(str(debian / pattern), recursive=True)):
+                rows.append({"path": path, "label": "music", "group": group, "license": licence})
+        for name in HYPERROGUE_NOISE:
+            path = debian / HYPERROGUE_SOUNDS.format(name)
+            if path.exists():
+                rows.append(
+                    {
+                        "path": str(path),
+                        "label": "noise",
+                        "group": "hyperrogue-sounds",
+                        "license": HYPERROGUE_SOUNDS_LICENSE,
+                    }
+                )
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument(
+        "--debian", type=Path, default=None, help="folder with unpacked Debian music packages"
+    )
+    args = ap.parse_args()
+    rows = manifest_rows(args.data.resolve(), args.debian)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "group", "license"])
+        writer.writeheader()
+        writer.writerows(rows)
+    by_label: dict[str, int] = {}
+    for r in rows:
+        by_label[r["label"]] = by_label.get(r["label"], 0) + 1
+    print(
+        f"{len(rows)} recordings from {len({r['group'] for r in rows})} groups: {by_label}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,618 @@
+"""Train the segments classifier shipped as `audiokit/models/segmenter-v1.npz`.
+
+Reads a manifest of labelled audio (CSV with `path,label` for whole recordings or
+`path,start,end,label` for stretches; optional `group` and `license` columns; labels speech,
+music, singing (= music), noise/other), builds synthetic programmes from it the way broadcast
+and podcasts look (speech, music, speech over a music bed, noise, silence, in random order)
+with augmentation — gain, music beds 5–20 dB under speech, background noise, reverberation,
+band-limiting to 8 kHz sampling, tilt EQ, MP3/Vorbis round trips, several source sample
+rates — computes exactly the features inference computes (`audiokit.models.segmenter`) and
+fits a small MLP with torch (training only; inference is numpy). Everything is seeded.
+
+usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/segmenter-v1.npz]
+       [--programmes 150] [--epochs 14] [--members 3] [--fresh-data] [--hidden 96,48] [--seed 0]
+       python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz
+Make the manifest of licence-allowed recordings with scripts/make_segmenter_manifest.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+import soundfile as sf
+import soxr
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from audiokit.models.segmenter import (
+    CLASSES,
+    DECISION_SECONDS,
+    N_FEATURES,
+    SAMPLE_RATE,
+    FrameFeatureStream,
+)
+
+SR = SAMPLE_RATE
+# Singing trains as music but has its own pool: it is scarce, so music pieces draw on it often.
+LABEL_OF = {
+    "speech": "speech",
+    "music": "music",
+    "singing": "singing",
+    "noise": "noise",
+    "other": "noise",
+}
+MAX_RECORDING_S = 45.0  # long tracks contribute a random excerpt, so no single source dominates
+BOUNDARY_GUARD_S = 0.1  # frames this close to a label change are ambiguous: not trained on
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_recording(
+    path: str, start: float | None, end: float | None, rng: np.random.Generator
+) -> np.ndarray:
+    with sf.SoundFile(path) as f:
+        rate = f.samplerate
+        first = int(start * rate) if start is not None else 0
+        last = int(end * rate) if end is not None else f.frames
+        length = last - first
+        if start is None and length > MAX_RECORDING_S * rate:
+            first = int(rng.integers(0, length - int(MAX_RECORDING_S * rate)))
+            length = int(MAX_RECORDING_S * rate)
+        f.seek(first)
+        y = f.read(length, dtype="float32", always_2d=True).mean(axis=1)
+    y = soxr.resample(y, rate, SR).astype(np.float32) if rate != SR else y
+    return trim(y)
+
+
+def trim(y: np.ndarray, top_db: float = 35.0, frame: int = 512) -> np.ndarray:
+    """Cut leading/trailing stretches more than `top_db` below the loudest frame."""
+    n = len(y) // frame
+    if n == 0:
+        return y
+    energy = 10 * np.log10(np.mean(y[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    keep = np.flatnonzero(energy > energy.max() - top_db)
+    return y[keep[0] * frame : (keep[-1] + 1) * frame]
+
+
+def load_pools(manifest: str, rng: np.random.Generator) -> tuple[dict, list[dict]]:
+    """`pools[label][group]` → list of 16 kHz recordings; also the manifest rows used."""
+    pools: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        label = LABEL_OF[row["label"].strip().lower()]
+        start = float(row["start"]) if row.get("start") else None
+        end = float(row["end"]) if row.get("end") else None
+        try:
+            y = load_recording(row["path"], start, end, rng)
+        except (RuntimeError, OSError, ValueError) as exc:  # a broken file should not stop training
+            print(f"skip {row['path']}: {exc}", file=sys.stderr)
+            continue
+        if len(y) >= SR // 4:
+            pools[label][row.get("group") or Path(row["path"]).parent.name].append(y)
+    return pools, rows
+
+
+# ---------------------------------------------------------------- synthetic noise
+
+
+def coloured_noise(rng, n: int, steepest: float = 2.0) -> np.ndarray:
+    """White to brown noise (spectral slope 0 to -3 * `steepest` dB/octave)."""
+    alpha = rng.uniform(0.0, steepest)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
+    return np.fft.irfft(spectrum / freqs ** (alpha / 2), n).astype(np.float32)
+
+
+def slow_envelope(rng, n: int) -> np.ndarray:
+    """Random loudness changes over seconds (traffic passing, wind gusts)."""
+    points = max(2, int(n / SR * rng.uniform(0.3, 2.0)) + 2)
+    knots = np.exp(rng.normal(0, 0.6, points))
+    return np.interp(np.linspace(0, points - 1, n), np.arange(points), knots).astype(np.float32)
+
+
+def rumble(rng, n: int) -> np.ndarray:
+    """Low-frequency noise with loud swells: thunder, engines, wind on a microphone."""
+    y = coloured_noise(rng, n, steepest=4.0)
+    b, a = scipy.signal.butter(2, rng.uniform(120, 2000) / (SR / 2))
+    y = scipy.signal.lfilter(b, a, y).astype(np.float32)
+    return y * slow_envelope(rng, n) ** rng.uniform(1.0, 3.0)
+
+
+def bursts(rng, n: int) -> np.ndarray:
+    """Dense short decaying noise bursts: applause, rain, crackle."""
+    out = np.zeros(n, dtype=np.float32)
+    rate = rng.uniform(5, 150)
+    length = int(SR * rng.uniform(0.003, 0.04))
+    shape = np.exp(-np.arange(length) / (length / 4)).astype(np.float32)
+    for start in rng.integers(0, max(1, n - length), int(rate * n / SR)):
+        out[start : start + length] += (
+            shape * rng.standard_normal(length).astype(np.float32) * rng.uniform(0.2, 1)
+        )
+    b, a = scipy.signal.butter(
+        2, rng.uniform(1500, 7000) / (SR / 2), "high" if rng.random() < 0.5 else "low"
+    )
+    return scipy.signal.lfilter(b, a, out).astype(np.float32)
+
+
+def hum(rng, n: int) -> np.ndarray:
+    """Mains hum with harmonics under hiss: machine room tone."""
+    t = np.arange(n) / SR
+    base = rng.choice([50.0, 60.0, 100.0, 120.0])
+    y = sum(
+        rng.uniform(0.1, 1) * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 6))
+        for k in range(1, 6)
+    )
+    return (y + rng.uniform(0.2, 1.0) * coloured_noise(rng, n)).astype(np.float32)
+
+
+def calls(rng, n: int) -> np.ndarray:
+    """Irregular short calls: bird chirps (fast high sweeps) or barks/croaks (rough harmonic bursts)."""
+    out = np.zeros(n, dtype=np.float32)
+    birds = rng.random() < 0.5
+    t = 0
+    while True:
+        t += int(SR * rng.exponential(0.25 if birds else 0.6))
+        length = int(SR * (rng.uniform(0.02, 0.15) if birds else rng.uniform(0.08, 0.35)))
+        if t + length >= n:
+            break
+        time = np.arange(length) / SR
+        if birds:
+            f0, f1 = rng.uniform(2000, 7000, 2)
+            phase = (
+                2
+                * np.pi
+                * np.cumsum(
+                    np.linspace(f0, f1, length)
+                    + 300 * np.sin(2 * np.pi * rng.uniform(20, 80) * time)
+                )
+                / SR
+            )
+            call = np.sin(phase)
+        else:
+            f0 = rng.uniform(150, 700) * np.exp(-time * rng.uniform(0, 4))
+            phase = 2 * np.pi * np.cumsum(f0) / SR
+            call = sum(np.sin(k * phase) / k for k in range(1, 8)) + rng.uniform(
+                0.2, 1.0
+            ) * rng.standard_normal(length)
+        out[t : t + length] += (call * np.hanning(length) * rng.uniform(0.3, 1.0)).astype(
+            np.float32
+        )
+        t += length
+    return out + 0.02 * coloured_noise(rng, n)
+
+
+def synthetic_noise(rng, n: int) -> np.ndarray:
+    kind = rng.choice(
+        ["coloured", "rumble", "bursts", "hum", "calls"], p=[0.3, 0.15, 0.22, 0.08, 0.25]
+    )
+    y = {
+        "coloured": coloured_noise,
+        "rumble": rumble,
+        "bursts": bursts,
+        "hum": hum,
+        "calls": calls,
+    }[kind](rng, n)
+    if rng.random() < 0.6:
+        y = y * slow_envelope(rng, n)
+    return y
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def rms(y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64))) + 1e-9)
+
+
+def reverberate(rng, y: np.ndarray) -> np.ndarray:
+    """Far-field sound: convolve with exponentially decaying noise (RT60 0.2–1.0 s)."""
+    rt60 = rng.uniform(0.2, 1.0)
+    length = int(SR * rt60)
+    ir = rng.standard_normal(length) * np.exp(-6.9 * np.arange(length) / length)
+    ir[0] = rng.uniform(0.5, 3.0) * np.abs(ir).max()  # direct path
+    wet = scipy.signal.fftconvolve(y, ir)[: len(y)]
+    return (wet / (rms(wet) / rms(y))).astype(np.float32)
+
+
+def band_limit(rng, y: np.ndarray) -> np.ndarray:
+    """Telephone/low-rate sources: through 8 kHz (or 11.025 kHz) sampling, or a low-pass."""
+    if rng.random() < 0.6:
+        rate = int(rng.choice([8000, 11025]))
+        return soxr.resample(soxr.resample(y, SR, rate), rate, SR)[: len(y)].astype(np.float32)
+    b, a = scipy.signal.butter(4, rng.uniform(2500, 6500) / (SR / 2))
+    return scipy.signal.lfilter(b, a, y).astype(np.float32)
+
+
+def tilt(rng, y: np.ndarray) -> np.ndarray:
+    """A gentle spectral tilt (cheap microphones, EQ): mix in a first-order high- or low-pass."""
+    b, a = scipy.signal.butter(
+        1, rng.uniform(300, 3000) / (SR / 2), "high" if rng.random() < 0.5 else "low"
+    )
+    amount = rng.uniform(0.3, 0.9)
+    return ((1 - amount) * y + amount * scipy.signal.lfilter(b, a, y)).astype(np.float32)
+
+
+def codec_round_trip(rng, y: np.ndarray) -> np.ndarray:
+    """Encode to MP3 or Ogg Vorbis and decode back (lossy artefacts)."""
+    fmt, subtype = ("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "VORBIS")
+    buffer = io.BytesIO()
+    peak = np.abs(y).max() + 1e-9
+    with sf.SoundFile(buffer, "w", SR, 1, format=fmt, subtype=subtype) as f:
+        for start in range(0, len(y), SR * 10):  # libsndfile's Vorbis writer dislikes huge writes
+            f.write(y[start : start + SR * 10] / max(1.0, peak))
+    buffer.seek(0)
+    out, _ = sf.read(buffer, dtype="float32")
+    out = out[: len(y)] * max(1.0, peak)
+    return np.pad(out, (0, len(y) - len(out))).astype(np.float32)
+
+
+def resample_path(rng, y: np.ndarray) -> np.ndarray:
+    """The programme as stored at another rate, then resampled to 16 kHz as audiokit does."""
+    rate = int(rng.choice([22050, 44100, 48000]))
+    return soxr.resample(soxr.resample(y, SR, rate), rate, SR)[: len(y)].astype(np.float32)
+
+
+# ---------------------------------------------------------------- programmes
+
+
+def pick_group(rng, pool: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
+    """A group with probability ∝ sqrt(its seconds): big sources do not drown small ones."""
+    names = sorted(pool)
+    weights = np.array([math.sqrt(sum(len(y) for y in pool[g])) for g in names])
+    return pool[names[rng.choice(len(names), p=weights / weights.sum())]]
+
+
+def piece(rng, pool: dict[str, list[np.ndarray]], seconds: float, pauses: bool) -> np.ndarray:
+    """About `seconds` from one group; short recordings are chained (with pauses for speech)."""
+    n = int(seconds * SR)
+    recordings = pick_group(rng, pool)
+    out, total = [], 0
+    while total < n and len(out) < 80:
+        y = recordings[rng.integers(len(recordings))]
+        if len(y) > n - total:
+            start = rng.integers(0, len(y) - (n - total) + 1)
+            y = y[start : start + n - total]
+        out.append(y)
+        total += len(y)
+        if pauses and total < n and rng.random() < 0.5:
+            gap = int(SR * rng.uniform(0.05, 0.6))
+            out.append(np.zeros(gap, dtype=np.float32))
+            total += gap
+    return np.concatenate(out)[:n] if out else np.zeros(n, dtype=np.float32)
+
+
+def noise_piece(rng, pools, n: int) -> np.ndarray:
+    if pools["noise"] and rng.random() < 0.5:
+        y = piece(rng, pools["noise"], n / SR, pauses=True)
+        return np.resize(y, n) if len(y) < n else y
+    return synthetic_noise(rng, n)
+
+
+def pitch_shift(rng, y: np.ndarray, semitones: float) -> np.ndarray:
+    """Shift pitch (and tempo) by resampling: varies the few singing voices we have."""
+    ratio = 2 ** (semitones / 12)
+    return soxr.resample(y, int(SR * ratio), SR).astype(np.float32)
+
+
+def singing_piece(rng, pools, n: int) -> np.ndarray:
+    """Singing, pitch-shifted, often over an instrumental bed (labelled music)."""
+    voice = piece(rng, pools["singing"], n / SR, pauses=False)
+    voice = np.resize(pitch_shift(rng, voice, rng.uniform(-4, 4)), n)
+    if rng.random() < 0.6:
+        bed = np.resize(piece(rng, pools["music"], n / SR, pauses=False), n)
+        voice = voice + bed * (rms(voice) / rms(bed)) * 10 ** (rng.uniform(-12, 3) / 20)
+    return voice
+
+
+def fade(y: np.ndarray, ms: float = 20) -> np.ndarray:
+    n = min(len(y) // 2, int(SR * ms / 1000))
+    if n > 0:
+        ramp = np.linspace(0, 1, n, dtype=np.float32)
+        y = y.copy()
+        y[:n] *= ramp
+        y[-n:] *= ramp[::-1]
+    return y
+
+
+KINDS = ["speech", "music", "speech_over_music", "noise", "silence"]
+KIND_WEIGHTS = [0.30, 0.28, 0.20, 0.12, 0.10]
+SPANS = {
+    "speech": (3, 15),
+    "music": (3, 20),
+    "speech_over_music": (3, 12),
+    "noise": (1.5, 8),
+    "silence": (0.5, 3),
+}
+
+
+def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """A sequence of labelled pieces, augmented, with its reference labels."""
+    parts, labels, t, prev = [], [], 0.0, None
+    room = rng.uniform(-75, -45)  # dB under full scale: the background under speech pauses
+    while t < seconds:
+        kind = KINDS[rng.choice(len(KINDS), p=KIND_WEIGHTS)]
+        if kind == prev:
+            continue
+        prev = kind
+        n = int(rng.uniform(*SPANS[kind]) * SR)
+        if kind == "speech":
+            y = piece(rng, pools["speech"], n / SR, pauses=True)
+        elif kind == "music" and pools["singing"] and rng.random() < 0.2:
+            y = singing_piece(rng, pools, n)
+        elif kind == "music":
+            y = piece(rng, pools["music"], n / SR, pauses=False)
+        elif kind == "speech_over_music":
+            y = piece(rng, pools["speech"], n / SR, pauses=True)
+            bed = piece(rng, pools["music"], len(y) / SR, pauses=False)
+            bed = np.resize(bed, len(y))
+            y = y + bed * (rms(y) / rms(bed)) * 10 ** (-rng.uniform(5, 20) / 20)
+        elif kind == "noise":
+            y = noise_piece(rng, pools, n)
+        else:
+            y = np.zeros(n, dtype=np.float32)
+        y = y.astype(np.float32)
+        if kind != "silence":
+            if kind in ("speech", "speech_over_music") and rng.random() < 0.3:
+                y = reverberate(rng, y)
+            if rng.random() < 0.3:
+                y = tilt(rng, y)
+            if rng.random() < 0.2:
+                y = band_limit(rng, y)
+            if kind != "noise" and rng.random() < 0.3:
+                background = noise_piece(rng, pools, len(y))
+                y = y + background * (rms(y) / rms(background)) * 10 ** (-rng.uniform(8, 30) / 20)
+            y = y / (np.abs(y).max() + 1e-9) * 10 ** (-rng.uniform(0, 24) / 20)
+            if kind in ("speech", "speech_over_music"):
+                # pauses inside speech keep a faint room tone, as real recordings do
+                y = y + coloured_noise(rng, len(y)) * 10 ** (room / 20)
+        else:
+            level = rng.uniform(-100, -65) if rng.random() < 0.7 else -np.inf
+            if np.isfinite(level):
+                y = coloured_noise(rng, n)
+                y = y * (10 ** (level / 20) / rms(y))
+        y = fade(y)
+        parts.append(y)
+        labels.append((t, t + len(y) / SR, "speech" if kind == "speech_over_music" else kind))
+        t += len(y) / SR
+    mix = np.concatenate(parts).astype(np.float32)
+    roll = rng.random()
+    if roll < 0.3:
+        mix = codec_round_trip(rng, mix)
+    elif roll < 0.6:
+        mix = resample_path(rng, mix)
+    return mix, labels
+
+
+def frame_targets(labels, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class index per frame (silence trains as noise) and a mask off near label changes."""
+    centres = np.arange(frames) * DECISION_SECONDS
+    target = np.full(frames, -1, dtype=np.int64)
+    keep = np.ones(frames, dtype=bool)
+    index = {"speech": 0, "music": 1, "noise": 2, "silence": 2}
+    for start, end, label in labels:
+        target[(centres >= start) & (centres < end)] = index[label]
+        keep &= np.abs(centres - start) > BOUNDARY_GUARD_S
+    return target, keep & (target >= 0)
+
+
+def features_of(mix: np.ndarray) -> np.ndarray:
+    stream = FrameFeatureStream()
+    a, _ = stream.push(mix[None, :])
+    b, _ = stream.finish()
+    return np.concatenate([a, b], axis=1)[0]
+
+
+def build_set(rng, pools, programmes: int, every: int) -> tuple[np.ndarray, np.ndarray, float]:
+    xs, ys, seconds = [], [], 0.0
+    for i in range(programmes):
+        mix, labels = programme(rng, pools, rng.uniform(60, 120))
+        feats = features_of(mix)
+        target, keep = frame_targets(labels, feats.shape[0])
+        keep[np.arange(feats.shape[0]) % every != rng.integers(every)] = False
+        xs.append(feats[keep])
+        ys.append(target[keep])
+        seconds += len(mix) / SR
+        if (i + 1) % 10 == 0:
+            print(f"  {i + 1}/{programmes} programmes", file=sys.stderr)
+    return np.concatenate(xs), np.concatenate(ys), seconds
+
+
+# ---------------------------------------------------------------- training
+
+
+def train(x, y, x_val, y_val, *, hidden, epochs, seed) -> tuple[dict, dict]:
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    mean = x.mean(axis=0)
+    scale = 1.0 / (x.std(axis=0) + 1e-3)
+    xt = torch.from_numpy((x - mean) * scale).float()
+    yt = torch.from_numpy(y)
+    xv = torch.from_numpy((x_val - mean) * scale).float()
+    sizes = [N_FEATURES, *hidden, len(CLASSES)]
+    layers: list = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers += [torch.nn.ReLU(), torch.nn.Dropout(0.1)]
+    model = torch.nn.Sequential(*layers)
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
+    class_weight = torch.tensor(
+        counts.sum() / (len(CLASSES) * np.maximum(counts, 1)), dtype=torch.float32
+    )
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight, label_smoothing=0.05)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=3e-3, total_steps=epochs * math.ceil(len(xt) / 512)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(xt), generator=generator)
+        total = 0.0
+        for start in range(0, len(xt), 512):
+            idx = order[start : start + 512]
+            # feature noise: robustness to small shifts the augmentation did not cover
+            batch = xt[idx] + 0.05 * torch.randn(len(idx), N_FEATURES, generator=generator)
+            loss = loss_fn(model(batch), yt[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach()) * len(idx)
+        model.eval()
+        with torch.no_grad():
+            predicted = model(xv).argmax(dim=1).numpy()
+        accuracy = float(np.mean(predicted == y_val))
+        history.append({"epoch": epoch + 1, "loss": total / len(xt), "val_accuracy": accuracy})
+        print(
+            f"epoch {epoch + 1:2d} loss {total / len(xt):.4f} val_acc {accuracy:.4f}",
+            file=sys.stderr,
+        )
+    linear = [m for m in model if isinstance(m, torch.nn.Linear)]
+    weights = {
+        "n_layers": np.array(len(linear)),
+        "feature_mean": mean.astype(np.float32),
+        "feature_scale": scale.astype(np.float32),
+    }
+    for i, layer in enumerate(linear):
+        weights[f"w{i}"] = layer.weight.detach().numpy().T.astype(np.float32)
+        weights[f"b{i}"] = layer.bias.detach().numpy().astype(np.float32)
+    return weights, {"history": history, "probabilities": probabilities_of(model, xv)}
+
+
+def probabilities_of(model, x) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return torch.softmax(model(x), dim=1).numpy()
+
+
+def merge(paths: list[str], out: str, version: str) -> None:
+    """One weights file whose members are all the members of `paths`, in order."""
+    weights = {"version": np.array(version)}
+    count = 0
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            if "n_members" not in data.files:  # one bare network (early v1 runs)
+                for key in data.files:
+                    if key != "version":
+                        weights[f"m{count}_{key}"] = data[key]
+                count += 1
+                continue
+            for member in range(int(data["n_members"])):
+                prefix = f"m{member}_"
+                for key in data.files:
+                    if key.startswith(prefix):
+                        weights[f"m{count}_{key[len(prefix) :]}"] = data[key]
+                count += 1
+    weights["n_members"] = np.array(count)
+    np.savez_compressed(out, **weights)
+    print(f"{out}: {count} networks from {len(paths)} files", file=sys.stderr)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("manifest", nargs="?", help="CSV: path,label[,start,end][,group][,license]")
+    ap.add_argument("--out", default=str(REPO / "audiokit" / "models" / "segmenter-v1.npz"))
+    ap.add_argument("--programmes", type=int, default=150)
+    ap.add_argument("--val-programmes", type=int, default=10)
+    ap.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="train on one decision in EVERY (neighbours are near-copies)",
+    )
+    ap.add_argument("--hidden", default="96,48")
+    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--members", type=int, default=3, help="networks averaged at inference")
+    ap.add_argument(
+        "--fresh-data",
+        action="store_true",
+        help="build new programmes for each member after the first",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="NPZ",
+        help="only merge trained weights files into one ensemble (--out)",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--version", default="segmenter-v1")
+    args = ap.parse_args()
+    if args.merge:
+        merge(args.merge, args.out, args.version)
+        return 0
+    if not args.manifest:
+        ap.error("a manifest is needed (or --merge)")
+
+    began = time.time()
+    rng = np.random.default_rng(args.seed)
+    pools, rows = load_pools(args.manifest, rng)
+    for label in ("speech", "music", "singing", "noise"):
+        seconds = sum(len(y) for g in pools[label].values() for y in g) / SR
+        print(f"{label}: {len(pools[label])} groups, {seconds / 60:.1f} min", file=sys.stderr)
+    x, y, seconds = build_set(rng, pools, args.programmes, args.every)
+    x_val, y_val, _ = build_set(
+        np.random.default_rng(args.seed + 1), pools, args.val_programmes, args.every
+    )
+    print(f"{len(x)} training frames from {seconds / 3600:.2f} h of programmes", file=sys.stderr)
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    # Several networks from different initialisations and orders, averaged at inference:
+    # steadier on unseen material than any one of them.
+    weights = {"version": np.array(args.version), "n_members": np.array(args.members)}
+    reports, ensemble = [], 0.0
+    for member in range(args.members):
+        if member and args.fresh_data:
+            # this member sees its own programmes: more diversity across the ensemble
+            x, y, more = build_set(
+                np.random.default_rng(args.seed + 1000 * member), pools, args.programmes, args.every
+            )
+            seconds += more
+        member_weights, report = train(
+            x, y, x_val, y_val, hidden=hidden, epochs=args.epochs, seed=args.seed + 100 * member
+        )
+        weights |= {f"m{member}_{key}": value for key, value in member_weights.items()}
+        reports.append(report["history"][-1])
+        ensemble = ensemble + report["probabilities"]
+    ensemble_accuracy = float(np.mean(np.argmax(ensemble, axis=1) == y_val))
+    print(f"ensemble val_acc {ensemble_accuracy:.4f}", file=sys.stderr)
+    np.savez_compressed(args.out, **weights)
+    summary = {
+        "version": args.version,
+        "seed": args.seed,
+        "programmes": args.programmes,
+        "programme_hours": round(seconds / 3600, 2),
+        "training_frames": len(x),
+        "class_frames": {c: int(n) for c, n in zip(CLASSES, np.bincount(y, minlength=3))},
+        "hidden": list(hidden),
+        "epochs": args.epochs,
+        "recordings": len(rows),
+        "groups": sorted({r.get("group", "") for r in rows}),
+        "members": args.members,
+        "final": reports,
+        "ensemble_val_accuracy": round(ensemble_accuracy, 4),
+        "train_minutes": round((time.time() - began) / 60, 1),
+        "size_bytes": Path(args.out).stat().st_size,
+    }
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""The `segments` and `segment_probs` extractors: contract, streaming, shipped weights, real audio."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from audiokit.extractors.segments import absorb_short, bridge_pauses, runs, viterbi
+from audiokit.models.segmenter import (
+    CLASSES,
+    N_FEATURES,
+    SAMPLE_RATE,
+    WEIGHTS_PATH,
+    FrameClassifier,
+    FrameFeatureStream,
+)
+from tests.conftest import SHARED_DATA, run_json, write_audio
+
+SPEECH, MUSIC, NOISE, SILENCE = range(4)
+
+
+def read_table(out: Path, table: str) -> list[dict]:
+    rows = ds.dataset(out / table, format="parquet").to_table().to_pylist()
+    return sorted(
+        rows, key=lambda r: (r["file_id"], r["channel"], r.get("start_s", r.get("time_s")))
+    )
+
+
+def chord(sr: int, seconds: float, seed: int = 0) -> np.ndarray:
+    """Sustained notes with harmonics changing every half second: music-like, `(n,)`."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sr * seconds)) / sr
+    y = np.zeros_like(t)
+    for start in np.arange(0, seconds, 0.5):
+        notes = 220.0 * 2 ** (rng.integers(0, 12, 3) / 12)
+        part = (t >= start) & (t < start + 0.5)
+        for f in notes:
+            for k in range(1, 5):
+                y[part] += np.sin(2 * np.pi * f * k * t[part]) / k
+    return (0.1 * y).astype(np.float32)
+
+
+def programme(sr: int) -> np.ndarray:
+    """Tones, 3 s of digital silence, tones: `(n, 1)`."""
+    silence = np.zeros(int(sr * 3.0), dtype=np.float32)
+    return np.concatenate([chord(sr, 6.0), silence, chord(sr, 5.0, seed=1)])[:, None]
+
+
+def check_coverage(rows: list[dict], duration: float) -> None:
+    """Contiguous, non-overlapping, covering [0, duration], valid labels and confidences."""
+    assert rows, "no segments"
+    assert rows[0]["start_s"] == 0.0
+    assert rows[-1]["end_s"] == pytest.approx(duration, abs=1e-3)
+    for before, after in itertools.pairwise(rows):
+        assert after["start_s"] == pytest.approx(before["end_s"], abs=1e-9)
+    for r in rows:
+        assert r["end_s"] > r["start_s"]
+        assert r["label"] in ("speech", "music", "noise", "silence")
+        assert 0.0 <= r["confidence"] <= 1.0
+
+
+# ---------------------------------------------------------------- pure smoothing
+
+
+def test_viterbi_follows_clear_evidence_and_ignores_a_blip():
+    emissions = np.log(np.full((30, 4), 0.01))
+    emissions[:, MUSIC] = np.log(0.97)
+    emissions[15, :] = np.log([0.97, 0.01, 0.01, 0.01])  # one frame of speech
+    emissions[20:, :] = np.log([0.01, 0.01, 0.01, 0.97])  # then silence for good
+    path = viterbi(emissions, switch_penalty=8.0)
+    assert list(path[:20]) == [MUSIC] * 20
+    assert list(path[20:]) == [SILENCE] * 10
+    # with no smoothing the blip survives
+    assert viterbi(emissions, switch_penalty=0.0)[15] == SPEECH
+
+
+def test_short_pause_inside_speech_becomes_speech_but_a_long_one_stays():
+    segs = [
+        [0, 50, SPEECH],
+        [50, 55, SILENCE],
+        [55, 100, SPEECH],
+        [100, 140, SILENCE],
+        [140, 200, SPEECH],
+    ]
+    assert bridge_pauses(segs, max_pause_frames=12) == [
+        [0, 100, SPEECH],
+        [100, 140, SILENCE],
+        [140, 200, SPEECH],
+    ]
+
+
+def test_absorb_short_merges_into_the_likelier_neighbour():
+    segs = [[0, 40, SPEECH], [40, 45, NOISE], [45, 100, MUSIC]]
+    posteriors = np.zeros((100, 4))
+    posteriors[40:45, MUSIC] = 0.6
+    posteriors[40:45, SPEECH] = 0.3
+    assert absorb_short(segs, 10, posteriors) == [[0, 40, SPEECH], [40, 100, MUSIC]]
+    assert absorb_short([[0, 5, NOISE]], 10, None) == [[0, 5, NOISE]]  # a lone short file stays
+
+
+def test_runs_cover_the_path():
+    path = np.array([0, 0, 1, 1, 1, 3, 0], dtype=np.int8)
+    assert runs(path) == [[0, 2, 0], [2, 5, 1], [5, 6, 3], [6, 7, 0]]
+
+
+# ---------------------------------------------------------------- model
+
+
+def test_shipped_weights_load_and_give_probabilities():
+    assert WEIGHTS_PATH.exists() and WEIGHTS_PATH.stat().st_size < 2_000_000
+    model = FrameClassifier.load()
+    assert model.version.startswith("segmenter-v1")
+    rng = np.random.default_rng(0)
+    probs = model.probabilities(rng.standard_normal((2, 7, N_FEATURES)).astype(np.float32))
+    assert probs.shape == (2, 7, len(CLASSES))
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_feature_stream_is_the_same_in_blocks_as_whole():
+    y = np.concatenate(
+        [chord(SAMPLE_RATE, 4.0), np.random.default_rng(1).standard_normal(SAMPLE_RATE * 3) * 0.05]
+    )
+    y = y.astype(np.float32)[None, :]
+
+    def features(block: int) -> np.ndarray:
+        stream = FrameFeatureStream()
+        parts = [stream.push(y[:, i : i + block])[0] for i in range(0, y.shape[1], block)]
+        parts.append(stream.finish()[0])
+        return np.concatenate(parts, axis=1)
+
+    whole = features(y.shape[1])
+    for block in (1000, 4567, 16000):
+        np.testing.assert_allclose(features(block), whole, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- through the CLI
+
+
+@pytest.fixture
+def programme_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    write_audio(root / "prog.flac", programme(22050), 22050)
+    write_audio(root / "stereo.wav", np.repeat(programme(44100), 2, axis=1) * [1.0, 0.5], 44100)
+    return root
+
+
+def test_segments_table_schema_and_coverage(programme_dir: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    status, summary, stderr = run_json(
+        "extract", str(programme_dir), "-o", str(out), "-x", "segments"
+    )
+    assert status == 0, stderr
+    schema = ds.dataset(out / "segments", format="parquet").schema
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("file_id", "string"),
+        ("channel", "int32"),
+        ("start_s", "double"),
+        ("end_s", "double"),
+        ("label", "string"),
+        ("confidence", "float"),
+    ]
+    files = {
+        r["file_id"]: r for r in ds.dataset(out / "files", format="parquet").to_table().to_pylist()
+    }
+    rows = read_table(out, "segments")
+    assert summary["tables"]["segments"] == len(rows)
+    for file_id, info in files.items():
+        check_coverage([r for r in rows if r["file_id"] == file_id], info["duration_s"])
+
+
+def test_digital_silence_is_silence(programme_dir: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    status, _, stderr = run_json("extract", str(programme_dir), "-o", str(out), "-x", "segments")
+    assert status == 0, stderr
+    for file_id in {r["file_id"] for r in read_table(out, "segments")}:
+        rows = [r for r in read_table(out, "segments") if r["file_id"] == file_id]
+        silent = [r for r in rows if r["label"] == "silence"]
+        assert len(silent) == 1, rows
+        # the silence is 6.0-9.0 s; boundaries within 0.1 s
+        assert silent[0]["start_s"] == pytest.approx(6.0, abs=0.1)
+        assert silent[0]["end_s"] == pytest.approx(9.0, abs=0.1)
+        assert all(
+            r["label"] != "silence" for r in rows if r["end_s"] <= 5.9 or r["start_s"] >= 9.1
+        )
+
+
+def test_blocks_give_the_same_segments_as_whole(programme_dir: Path, tmp_path: Path):
+    tables = []
+    for seconds in ("0.37", "60.0"):
+        out = tmp_path / f"out-{seconds}"
+        status, _, stderr = run_json(
+            "extract",
+            str(programme_dir),
+            "-o",
+            str(out),
+            "-x",
+            "segments,segment_probs",
+            "--set",
+            f"audio.block_seconds={seconds}",
+        )
+        assert status == 0, stderr
+        tables.append((read_table(out, "segments"), read_table(out, "segment_probs")))
+    (small_segs, small_probs), (large_segs, large_probs) = tables
+    assert [(r["file_id"], r["label"]) for r in small_segs] == [
+        (r["file_id"], r["label"]) for r in large_segs
+    ]
+    for a, b in zip(small_segs, large_segs):
+        assert a["start_s"] == pytest.approx(b["start_s"], abs=0.041)  # one decision step
+        assert a["end_s"] == pytest.approx(b["end_s"], abs=0.041)
+    assert len(small_probs) == len(large_probs)
+    for a, b in zip(small_probs, large_probs):
+        assert a["time_s"] == b["time_s"]
+        assert a["p_speech"] == pytest.approx(b["p_speech"], abs=1e-3)
+
+
+def test_segment_probs_table(programme_dir: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    status, _, stderr = run_json(
+        "extract", str(programme_dir / "prog.flac"), "-o", str(out), "-x", "segment_probs"
+    )
+    assert status == 0, stderr
+    schema = ds.dataset(out / "segment_probs", format="parquet").schema
+    assert schema.names == ["file_id", "channel", "time_s", "p_speech", "p_music", "p_noise"]
+    rows = read_table(out, "segment_probs")
+    times = np.array([r["time_s"] for r in rows])
+    np.testing.assert_allclose(np.diff(times), 0.04, atol=1e-9)
+    assert times[0] == 0.0 and times[-1] == pytest.approx(14.0, abs=0.05)
+    total = np.array([r["p_speech"] + r["p_music"] + r["p_noise"] for r in rows])
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def write_weights(path: Path, n_features: int, seed: int) -> Path:
+    """A one-network weights file in the documented format (random numbers)."""
+    rng = np.random.default_rng(seed)
+    np.savez(
+        path,
+        version=np.array("test"),
+        n_members=np.array(1),
+        m0_n_layers=np.array(1),
+        m0_feature_mean=np.zeros(n_features, np.float32),
+        m0_feature_scale=np.ones(n_features, np.float32),
+        m0_w0=rng.standard_normal((n_features, 3)).astype(np.float32) * 0.01,
+        m0_b0=np.array([0.0, 5.0, 0.0], np.float32),  # strongly favours music
+    )
+    return path
+
+
+def test_other_weights_can_be_given_and_bad_ones_are_refused(programme_dir: Path, tmp_path: Path):
+    music_only = write_weights(tmp_path / "music.npz", N_FEATURES, 0)
+    out = tmp_path / "out"
+    status, _, stderr = run_json(
+        "extract",
+        str(programme_dir / "prog.flac"),
+        "-o",
+        str(out),
+        "-x",
+        "segments",
+        "--set",
+        f"segments.weights={music_only}",
+    )
+    assert status == 0, stderr
+    assert {r["label"] for r in read_table(out, "segments")} == {"music", "silence"}
+    for bad in (write_weights(tmp_path / "bad.npz", N_FEATURES + 1, 0), tmp_path / "missing.npz"):
+        status, _, stderr = run_json(
+            "extract",
+            str(programme_dir),
+            "-o",
+            str(tmp_path / "bad-out"),
+            "-x",
+            "segments",
+            "--set",
+            f"segments.weights={bad}",
+        )
+        assert status == 2, stderr
+        assert str(bad.name) in stderr
+
+
+def test_params_are_validated(programme_dir: Path, tmp_path: Path):
+    status, _, stderr = run_json(
+        "extract",
+        str(programme_dir),
+        "-o",
+        str(tmp_path / "out"),
+        "-x",
+        "segments",
+        "--set",
+        "segments.min_segment_s=-1",
+    )
+    assert status == 2, stderr
+
+
+# ---------------------------------------------------------------- real recordings
+
+
+@pytest.mark.shared_data
+def test_real_speech_and_music_are_recognised(tmp_path: Path):
+    """A real reading and a real music track from the dev corpus, joined: the labels follow."""
+    import soundfile as sf
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    with open(SHARED_DATA / "devcorpus" / "manifest.csv", newline="") as f:
+        manifest = list(csv.DictReader(f))
+    # Dev-only groups (never trained on): a VoxConverse broadcast excerpt and a howler.js track.
+    speech = next(r for r in manifest if r["group"] == "silero-vad" and r["label"] == "speech")
+    music = next(r for r in manifest if r["group"] == "howler.js" and r["label"] == "music")
+    parts = []
+    for row in (speech, music):
+        y, sr = sf.read(SHARED_DATA / "devcorpus" / row["file"], dtype="float32", always_2d=True)
+        import soxr
+
+        y = soxr.resample(y.mean(axis=1), sr, 22050)[: 22050 * 20]
+        parts.append(y / np.abs(y).max() * 0.5)
+    write_audio(tmp_path / "in" / "mix.wav", np.concatenate(parts)[:, None], 22050)
+    out = tmp_path / "out"
+    status, _, stderr = run_json("extract", str(tmp_path / "in"), "-o", str(out), "-x", "segments")
+    assert status == 0, stderr
+    rows = read_table(out, "segments")
+
+    def share(label: str, lo: float, hi: float) -> float:
+        covered = sum(
+            max(0.0, min(r["end_s"], hi) - max(r["start_s"], lo))
+            for r in rows
+            if r["label"] == label
+        )
+        return covered / (hi - lo)
+
+    first = len(parts[0]) / 22050
+    assert share("speech", 1.0, first - 1.0) > 0.8
+    assert share("music", first + 1.0, first + len(parts[1]) / 22050 - 1.0) > 0.8
+    assert math.isclose(rows[-1]["end_s"], first + len(parts[1]) / 22050, abs_tol=1e-3)
