@@ -22,7 +22,10 @@ from audiokit.pipeline import FileProcessor, Task, error_result
 from audiokit.store.dataset import FileResult
 
 
-def _worker_main(conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int) -> None:
+def _worker_main(
+    conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int,
+    processor_class=FileProcessor,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent)
@@ -30,7 +33,9 @@ def _worker_main(conn, config: Config, backend: str, device: str, staging_path, 
     _limit_threads()
     from audiokit import __version__
 
-    processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device, version=__version__)
+    processor = processor_class(
+        config, staging_path=staging_path, backend=backend, device=device, version=__version__
+    )
     while True:
         try:
             message = conn.recv()
@@ -105,8 +110,10 @@ class LocalEngine:
         backend: str = "numpy",
         device: str = "cpu",
         log_path: str | None = None,
+        processor_class: type[FileProcessor] = FileProcessor,
     ):
         self.config = config
+        self.processor_class = processor_class  # what each worker builds to process a file
         self.log_path = log_path
         self.n_workers = max(1, workers)
         self.staging_path = staging_path
@@ -124,7 +131,10 @@ class LocalEngine:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=_worker_main,
-            args=(child, self.config, self.backend, self.device, self.staging_path, self.log_path, os.getpid()),
+            args=(
+                child, self.config, self.backend, self.device, self.staging_path, self.log_path,
+                os.getpid(), self.processor_class,
+            ),
             daemon=True,
         )
         process.start()
