@@ -133,12 +133,12 @@ def extract(
             pending.clear()
             last_commit = time.monotonic()
 
-        engine_options = dict(
-            workers=workers or default_workers(),
-            staging_path=dataset.staging_path,
-            device=device,
-            log_path=os.path.join(dataset.meta_dir, "workers.log"),
-        )
+        engine_options = {
+            "workers": workers or default_workers(),
+            "staging_path": dataset.staging_path,
+            "device": device,
+            "log_path": os.path.join(dataset.meta_dir, "workers.log"),
+        }
         if backend == "torch":
             from audiokit.engines.batched import BatchedEngine
 

@@ -16,12 +16,12 @@ Speeds are given as multiples of real time (seconds of audio per second of wall 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,9 @@ def extractors(chain: list[str], backend: str, device: str = "cpu"):
     from audiokit.extractors import REGISTRY
 
     config = load_config(None, extractors=chain)
-    return {name: REGISTRY[name](config.params[name], backend=backend, device=device) for name in chain}
+    return {
+        name: REGISTRY[name](config.params[name], backend=backend, device=device) for name in chain
+    }
 
 
 def numpy_columns(ext, clip: np.ndarray) -> dict[str, np.ndarray]:
@@ -73,6 +75,10 @@ def numpy_columns(ext, clip: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def numpy_all(ext, clips: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    return [numpy_columns(ext, c) for c in clips]
+
+
 def parity(reference: list[dict], actual: list[dict]) -> dict[str, float]:
     """Per column: max|Δ| over all clips divided by the column's peak |value|."""
     worst: dict[str, float] = {}
@@ -80,7 +86,9 @@ def parity(reference: list[dict], actual: list[dict]) -> dict[str, float]:
         for name, values in ref.items():
             got = act[name].reshape(values.shape)
             peak = max(float(np.abs(values).max()), 1e-30)
-            worst[name] = max(worst.get(name, 0.0), float(np.abs(values.astype(np.float64) - got).max()) / peak)
+            worst[name] = max(
+                worst.get(name, 0.0), float(np.abs(values.astype(np.float64) - got).max()) / peak
+            )
     return worst
 
 
@@ -104,14 +112,16 @@ def features_only(args, clips, devices) -> dict:
     for name, ext in numpy_exts.items():
         entry = report["extractors"][name] = {}
         reference_clips = clips[: args.numpy_clips]
-        seconds, reference = timed(lambda: [numpy_columns(ext, c) for c in reference_clips], 1)
-        entry["numpy"] = {"x_realtime": round(sum(c.shape[1] for c in reference_clips) / SR / seconds, 1)}
+        seconds, reference = timed(partial(numpy_all, ext, reference_clips), 1)
+        entry["numpy"] = {
+            "x_realtime": round(sum(c.shape[1] for c in reference_clips) / SR / seconds, 1)
+        }
         for device in devices:
             torch_ext = extractors([name], "torch", device)[name]
             torch_ext.torch_module()
             max_frames = args.max_frames or default_max_frames(torch_ext, torch_ext.torch_device)
             frames = sum(c.shape[1] // ext.hop_length + 1 for c in clips)
-            run = lambda: compute_batch(torch_ext, clips, max_frames=max_frames)  # noqa: E731
+            run = partial(compute_batch, torch_ext, clips, max_frames=max_frames)
             run()  # warm-up: kernels, pinned buffers
             seconds, result = timed(run, args.repeat)
             figures = {
@@ -120,13 +130,15 @@ def features_only(args, clips, devices) -> dict:
                 "frames_per_device_batch": min(max_frames, frames),
                 "clips_per_device_batch": round(min(max_frames, frames) / (frames / len(clips)), 1),
                 "parity_max_abs_diff_over_peak": {
-                    k: float(f"{v:.3g}") for k, v in parity(reference, result[: len(reference)]).items()
+                    k: float(f"{v:.3g}")
+                    for k, v in parity(reference, result[: len(reference)]).items()
                 },
             }
             if device == "cuda":
-                figures["device_resident_x_realtime"] = round(audio_s / device_resident(torch_ext, clips, max_frames), 1)
+                figures["device_resident_x_realtime"] = round(
+                    audio_s / device_resident(torch_ext, clips, max_frames), 1
+                )
             entry[f"torch-{device}"] = figures
-            del torch_ext
             if device == "cuda":
                 torch.cuda.empty_cache()
     return report
@@ -144,7 +156,9 @@ def device_resident(ext, clips: list[np.ndarray], max_frames: int) -> float:
     padded = np.stack([np.pad(c[0], (width, width)) for c in clips])
     n_frames = 1 + (padded.shape[1] - length) // hop
     per_batch = max(1, max_frames // n_frames)
-    batches = [torch.from_numpy(padded[i : i + per_batch]).cuda() for i in range(0, len(clips), per_batch)]
+    batches = [
+        torch.from_numpy(padded[i : i + per_batch]).cuda() for i in range(0, len(clips), per_batch)
+    ]
 
     def run():
         for batch in batches:
@@ -189,7 +203,12 @@ def end_to_end(args, clips, devices) -> dict:
             compute.update(s=0.0, flushes=0)
             out = Path(tmp) / f"out-{backend}-{device}"
             summary = audiokit.extract(
-                [str(root)], str(out), extractors=args.chain, backend=backend, device=device, workers=args.workers
+                [str(root)],
+                str(out),
+                extractors=args.chain,
+                backend=backend,
+                device=device,
+                workers=args.workers,
             )
             key = backend if backend == "numpy" else f"torch-{device}"
             report[key] = {
@@ -201,7 +220,9 @@ def end_to_end(args, clips, devices) -> dict:
             if backend == "torch":
                 report[key]["compute_share_of_wall"] = round(compute["s"] / summary.wall_s, 3)
                 report[key]["batches"] = compute["flushes"]
-        report["parity_vs_numpy"] = table_parity(Path(tmp), [k for k in report if k.startswith("torch")], args.chain)
+        report["parity_vs_numpy"] = table_parity(
+            Path(tmp), [k for k in report if k.startswith("torch")], args.chain
+        )
     batched_engine.BatchedEngine._flush = original
     return report
 
@@ -211,7 +232,11 @@ def table_parity(tmp: Path, keys: list[str], chain: list[str]) -> dict:
     import pyarrow.dataset as pads
 
     def read(path):
-        return pads.dataset(str(path)).to_table().sort_by([("file_id", "ascending"), ("channel", "ascending"), ("frame", "ascending")])
+        return (
+            pads.dataset(str(path))
+            .to_table()
+            .sort_by([("file_id", "ascending"), ("channel", "ascending"), ("frame", "ascending")])
+        )
 
     out = {}
     for key in keys:
@@ -226,7 +251,9 @@ def table_parity(tmp: Path, keys: list[str], chain: list[str]) -> dict:
                 if pa.types.is_fixed_size_list(a.type):
                     a, b = a.flatten(), b.flatten()
                 a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-                entry[table][name] = float(f"{np.abs(a - b).max() / max(np.abs(a).max(), 1e-30):.3g}")
+                entry[table][name] = float(
+                    f"{np.abs(a - b).max() / max(np.abs(a).max(), 1e-30):.3g}"
+                )
     return out
 
 
@@ -234,10 +261,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=64, help="10-second clips for features-only")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--numpy-clips", type=int, default=16, help="clips the (slow) numpy path runs")
-    parser.add_argument("--e2e-clips", type=int, default=32, help="clips for the end-to-end runs (0: skip)")
+    parser.add_argument(
+        "--numpy-clips", type=int, default=16, help="clips the (slow) numpy path runs"
+    )
+    parser.add_argument(
+        "--e2e-clips", type=int, default=32, help="clips for the end-to-end runs (0: skip)"
+    )
     parser.add_argument("--chain", default="mfcc,spectral")
-    parser.add_argument("--max-frames", type=int, default=None, help="frames per device batch (default: memory budget)")
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="frames per device batch (default: memory budget)",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")

@@ -19,12 +19,15 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from audiokit.extractors import REGISTRY  # noqa: E402
-from audiokit.extractors.batched import compute_batch  # noqa: E402
-from tests.conftest import run_cli, run_json, tone, write_audio  # noqa: E402
+from audiokit.extractors import REGISTRY
+from audiokit.extractors.batched import compute_batch
+from tests.conftest import run_cli, run_json, tone, write_audio
 
 HAS_CUDA = torch.cuda.is_available()
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device"))]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")),
+]
 TOLERANCE = 1e-4  # of each column's peak |value|, the contract for numpy vs torch
 
 # Several parameter sets per extractor: defaults, small FFTs, HTK, no floor, other windows…
@@ -35,8 +38,23 @@ TOLERANCE = 1e-4  # of each column's peak |value|, the contract for numpy vs tor
 PARAM_SETS = {
     "mfcc": [
         {},
-        {"n_fft": 512, "hop_length": 160, "n_mels": 40, "n_mfcc": 13, "fmin": 20.0, "fmax": 7600.0, "sr": 16000},
-        {"htk": True, "norm": None, "lifter": 22.0, "top_db": None, "win_length": 1024, "window": "hamming"},
+        {
+            "n_fft": 512,
+            "hop_length": 160,
+            "n_mels": 40,
+            "n_mfcc": 13,
+            "fmin": 20.0,
+            "fmax": 7600.0,
+            "sr": 16000,
+        },
+        {
+            "htk": True,
+            "norm": None,
+            "lifter": 22.0,
+            "top_db": None,
+            "win_length": 1024,
+            "window": "hamming",
+        },
         {"center": False, "power": 1.0, "top_db": 40.0, "dct_norm": None, "n_mels": 64},
         {"pad_mode": "edge", "top_db": 40.0, "ref": 10.0, "hop_length": 300},
     ],
@@ -78,9 +96,9 @@ def probe_signal(sr: int, seconds: float, *, channels: int = 1, seed: int = 0) -
     n = int(sr * seconds)
     t = np.arange(n) / sr
     y = 0.5 * np.sin(2 * np.pi * (100 + 2000 * t / seconds) * t)
-    y[n // 3 : n // 2] = 0.2 * np.sin(2 * np.pi * 440 * t[n // 3 : n // 2]) + 0.01 * rng.standard_normal(
-        n // 2 - n // 3
-    )
+    y[n // 3 : n // 2] = 0.2 * np.sin(
+        2 * np.pi * 440 * t[n // 3 : n // 2]
+    ) + 0.01 * rng.standard_normal(n // 2 - n // 3)
     y[n // 2 : n // 2 + sr // 4] = 0.0
     y[n // 2 + sr // 8] = 0.9
     return np.stack([y * (1.0 - 0.4 * c) for c in range(channels)]).astype(np.float32)
@@ -93,8 +111,11 @@ def stream_columns(ext, signal: np.ndarray, block: int) -> pa.Table:
     for start in range(0, signal.shape[1], block):
         batches += stream.push(signal[:, start : start + block])
     batches += stream.finish()
-    table = pa.Table.from_batches(batches, schema=pa.schema([f for f in ext.schema() if f.name != "file_id"]))
-    return table.sort_by([("channel", "ascending"), ("frame", "ascending")])  # blocks interleave channels
+    table = pa.Table.from_batches(
+        batches, schema=pa.schema([f for f in ext.schema() if f.name != "file_id"])
+    )
+    # Each block's rows are channel-major, so blocks interleave channels: sort to compare.
+    return table.sort_by([("channel", "ascending"), ("frame", "ascending")])
 
 
 def as_array(column: pa.ChunkedArray) -> np.ndarray:
@@ -121,7 +142,9 @@ def test_stream_matches_numpy(device, name, overrides):
     actual = stream_columns(torch_ext, signal, block=7919)
     assert expected.num_rows == actual.num_rows > 0
     for column in expected.column_names:
-        assert_close_to_peak(as_array(expected[column]), as_array(actual[column]), f"{name}.{column}")
+        assert_close_to_peak(
+            as_array(expected[column]), as_array(actual[column]), f"{name}.{column}"
+        )
 
 
 @pytest.mark.parametrize(("name", "overrides"), CASES, ids=CASE_IDS)
@@ -132,7 +155,11 @@ def test_batch_matches_numpy(device, name, overrides):
     torch_ext = make_extractor(name, overrides, "torch", device)
     sr = numpy_ext.params.sr
     # The third file is quiet: with one floor for the whole batch its rows would differ.
-    signals = [probe_signal(sr, 1.7, seed=1), probe_signal(sr, 0.3, channels=2, seed=2), 0.01 * probe_signal(sr, 1.1, seed=3)]
+    signals = [
+        probe_signal(sr, 1.7, seed=1),
+        probe_signal(sr, 0.3, channels=2, seed=2),
+        0.01 * probe_signal(sr, 1.1, seed=3),
+    ]
     results = compute_batch(torch_ext, signals, max_frames=37)
     for index, (signal, columns) in enumerate(zip(signals, results)):
         expected = stream_columns(numpy_ext, signal, block=10_000)
@@ -141,7 +168,9 @@ def test_batch_matches_numpy(device, name, overrides):
             want = as_array(expected[column.name])
             got = columns[column.name]
             assert got.shape[:2] == (channels, want.shape[0] // channels)
-            assert_close_to_peak(want, got.reshape(want.shape), f"file {index} {name}.{column.name}")
+            assert_close_to_peak(
+                want, got.reshape(want.shape), f"file {index} {name}.{column.name}"
+            )
 
 
 @st.composite
@@ -149,7 +178,9 @@ def file_batches(draw):
     lengths = draw(st.lists(st.integers(0, 3000), min_size=1, max_size=6))
     channels = draw(st.lists(st.integers(1, 2), min_size=len(lengths), max_size=len(lengths)))
     seeds = draw(st.lists(st.integers(0, 2**16), min_size=len(lengths), max_size=len(lengths)))
-    gains = draw(st.lists(st.sampled_from([0.0, 1e-3, 0.5]), min_size=len(lengths), max_size=len(lengths)))
+    gains = draw(
+        st.lists(st.sampled_from([0.0, 1e-3, 0.5]), min_size=len(lengths), max_size=len(lengths))
+    )
     signals = [
         (gain * np.random.default_rng(seed).standard_normal((c, n))).astype(np.float32)
         for n, c, seed, gain in zip(lengths, channels, seeds, gains)
@@ -162,7 +193,11 @@ SMALL = {"sr": 8000, "n_fft": 256, "hop_length": 64, "n_mels": 24}
 
 @pytest.mark.parametrize(
     ("name", "overrides"),
-    [("mfcc", {**SMALL, "n_mfcc": 12}), ("logmel", {**SMALL, "top_db": None, "center": False}), ("spectral", {"sr": 8000, "n_fft": 256, "hop_length": 100})],
+    [
+        ("mfcc", {**SMALL, "n_mfcc": 12}),
+        ("logmel", {**SMALL, "top_db": None, "center": False}),
+        ("spectral", {"sr": 8000, "n_fft": 256, "hop_length": 100}),
+    ],
     ids=["mfcc", "logmel", "spectral"],
 )
 def test_batch_consistency(device, name, overrides):
@@ -184,7 +219,9 @@ def test_batch_consistency(device, name, overrides):
             for column in columns:
                 assert columns[column].shape == alone[column].shape
                 peak = float(np.max(np.abs(alone[column]), initial=0.0))
-                np.testing.assert_allclose(columns[column], alone[column], rtol=0, atol=1e-6 * peak, err_msg=column)
+                np.testing.assert_allclose(
+                    columns[column], alone[column], rtol=0, atol=1e-6 * peak, err_msg=column
+                )
 
     check()
 
@@ -193,7 +230,11 @@ def test_empty_and_short_files(device):
     """No samples → no rows; fewer samples than a frame → the frames numpy gives (center pads)."""
     numpy_ext = make_extractor("mfcc", {}, "numpy")
     torch_ext = make_extractor("mfcc", {}, "torch", device)
-    signals = [np.zeros((1, 0), np.float32), tone(22050, 0.01).T.copy(), np.zeros((2, 0), np.float32)]
+    signals = [
+        np.zeros((1, 0), np.float32),
+        tone(22050, 0.01).T.copy(),
+        np.zeros((2, 0), np.float32),
+    ]
     empty, short, empty2 = compute_batch(torch_ext, signals)
     assert empty["mfcc"].shape == (1, 0, 20) and empty2["mfcc"].shape == (2, 0, 20)
     expected = as_array(stream_columns(numpy_ext, signals[1], block=100)["mfcc"])
@@ -221,17 +262,29 @@ def read_table(out: Path, table: str) -> pa.Table:
     return pads.dataset(str(out / table)).to_table().sort_by(keys)
 
 
-def test_cli_torch_cpu_writes_the_numpy_tables(tmp_path, corpus):
-    """`--backend torch --device cpu` writes the tables `--backend numpy` writes: same files
-    rows, same frame counts, every value within 1e-4 of its column's peak, bad files as rows."""
+def test_cli_torch_writes_the_numpy_tables(device, tmp_path, corpus):
+    """`--backend torch --device cpu|cuda` writes the tables `--backend numpy` writes: same
+    files rows, same frame counts, every value within 1e-4 of its column's peak, bad files as rows."""
     (corpus / "b" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     write_audio(corpus / "c" / "long.flac", tone(22050, 12.0, freq=150.0, seed=5), 22050)
     outputs = {}
     for backend in ("numpy", "torch"):
         out = tmp_path / backend
         code, summary, stderr = run_json(
-            "extract", str(corpus), "-o", str(out), "-x", "mfcc,logmel,spectral", "--set", "audio.channels=each",
-            "--backend", backend, "--device", "cpu", "--workers", "2",
+            "extract",
+            str(corpus),
+            "-o",
+            str(out),
+            "-x",
+            "mfcc,logmel,spectral",
+            "--set",
+            "audio.channels=each",
+            "--backend",
+            backend,
+            "--device",
+            device if backend == "torch" else "cpu",
+            "--workers",
+            "2",
         )
         assert code == 1, stderr  # the broken file fails, the others do not
         assert summary["failed"] == 1 and summary["processed"] == 6
@@ -248,14 +301,18 @@ def test_cli_torch_cpu_writes_the_numpy_tables(tmp_path, corpus):
         for column in ("file_id", "channel", "frame", "time_s"):
             assert expected[column].to_pylist() == actual[column].to_pylist()
         for column in expected.schema.names[4:]:
-            assert_close_to_peak(as_array(expected[column]), as_array(actual[column]), f"{table}.{column}")
+            assert_close_to_peak(
+                as_array(expected[column]), as_array(actual[column]), f"{table}.{column}"
+            )
 
 
 def torch_hidden_env(tmp_path: Path) -> dict:
     """PYTHONPATH with a `torch` package first in line that fails to import, as if absent."""
     shim = tmp_path / "no_torch"
     (shim / "torch").mkdir(parents=True)
-    (shim / "torch" / "__init__.py").write_text("raise ImportError('No module named torch (hidden by test)')\n")
+    (shim / "torch" / "__init__.py").write_text(
+        "raise ImportError('No module named torch (hidden by test)')\n"
+    )
     from tests.conftest import REPO
 
     return {"PYTHONPATH": f"{shim}:{REPO}"}
@@ -275,7 +332,16 @@ def test_cli_torch_backend_without_torch_is_a_clean_usage_error(tmp_path, corpus
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
 def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
-    proc = run_cli("extract", str(corpus), "-o", str(tmp_path / "out"), "--backend", "torch", "--device", "cuda")
+    proc = run_cli(
+        "extract",
+        str(corpus),
+        "-o",
+        str(tmp_path / "out"),
+        "--backend",
+        "torch",
+        "--device",
+        "cuda",
+    )
     assert proc.returncode == 2
     assert "CUDA" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -283,22 +349,33 @@ def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
 # --- torchaudio as an oracle ----------------------------------------------------------------
 
 needs_torchaudio = pytest.mark.skipif(
-    importlib.util.find_spec("torchaudio") is None, reason="torchaudio not installed (optional parity oracle)"
+    importlib.util.find_spec("torchaudio") is None,
+    reason="torchaudio not installed (optional parity oracle)",
 )
 
 
 def _melkwargs(p) -> dict:
-    return dict(
-        n_fft=p.n_fft, hop_length=p.hop_length, n_mels=p.n_mels, f_min=p.fmin, f_max=p.fmax,
-        center=p.center, pad_mode="constant", norm="slaney", mel_scale="slaney", power=2.0,
-    )
+    return {
+        "n_fft": p.n_fft,
+        "hop_length": p.hop_length,
+        "n_mels": p.n_mels,
+        "f_min": p.fmin,
+        "f_max": p.fmax,
+        "center": p.center,
+        "pad_mode": "constant",
+        "norm": "slaney",
+        "mel_scale": "slaney",
+        "power": 2.0,
+    }
 
 
 @needs_torchaudio
 def test_logmel_matches_torchaudio(device):
     import torchaudio
 
-    ext = make_extractor("logmel", {"sr": 16000, "n_fft": 512, "hop_length": 160, "n_mels": 64}, "torch", device)
+    ext = make_extractor(
+        "logmel", {"sr": 16000, "n_fft": 512, "hop_length": 160, "n_mels": 64}, "torch", device
+    )
     p = ext.params
     signal = probe_signal(p.sr, 2.0)
     ours = compute_batch(ext, [signal])[0]["logmel"][0]
@@ -312,12 +389,22 @@ def test_logmel_matches_torchaudio(device):
 def test_mfcc_matches_torchaudio(device):
     import torchaudio
 
-    ext = make_extractor("mfcc", {"sr": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 40, "n_mfcc": 13}, "torch", device)
+    ext = make_extractor(
+        "mfcc",
+        {"sr": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 40, "n_mfcc": 13},
+        "torch",
+        device,
+    )
     p = ext.params
     signal = probe_signal(p.sr, 2.0)
     ours = compute_batch(ext, [signal])[0]["mfcc"][0]
     mfcc = torchaudio.transforms.MFCC(
-        sample_rate=p.sr, n_mfcc=p.n_mfcc, dct_type=2, norm="ortho", log_mels=False, melkwargs=_melkwargs(p)
+        sample_rate=p.sr,
+        n_mfcc=p.n_mfcc,
+        dct_type=2,
+        norm="ortho",
+        log_mels=False,
+        melkwargs=_melkwargs(p),
     ).to(device)
     theirs = mfcc(torch.from_numpy(signal[0]).to(device)).T.cpu().numpy()
     assert_close_to_peak(theirs, ours, "mfcc vs torchaudio")

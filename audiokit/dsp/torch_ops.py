@@ -43,7 +43,9 @@ def power_to_db(S: torch.Tensor, *, ref: float = 1.0, amin: float = 1e-10) -> to
 
 def segment_max(values: torch.Tensor, segment_ids: torch.Tensor, n_segments: int) -> torch.Tensor:
     """Maximum of `values [shape=(N, ...)]` per segment id `(N,)` → `(n_segments,)`; -inf if empty."""
-    per_row = values.reshape(values.shape[0], -1).amax(dim=1) if values.numel() else values.new_empty(0)
+    per_row = (
+        values.reshape(values.shape[0], -1).amax(dim=1) if values.numel() else values.new_empty(0)
+    )
     out = torch.full((n_segments,), float("-inf"), dtype=values.dtype, device=values.device)
     return out.scatter_reduce(0, segment_ids, per_row, reduce="amax", include_self=True)
 
@@ -59,7 +61,9 @@ def _normalize_l1(S: torch.Tensor) -> torch.Tensor:
     return S / torch.where(total < tiny, torch.ones_like(total), total)
 
 
-def spectral_centroid(S: torch.Tensor, freqs: torch.Tensor, *, normalized: torch.Tensor | None = None) -> torch.Tensor:
+def spectral_centroid(
+    S: torch.Tensor, freqs: torch.Tensor, *, normalized: torch.Tensor | None = None
+) -> torch.Tensor:
     """`normalized` = `S` scaled to unit sum per frame, when the caller already has it."""
     return (_normalize_l1(S) if normalized is None else normalized) @ freqs
 
@@ -78,7 +82,9 @@ def spectral_bandwidth(
     return torch.sum(weights * deviation, dim=-1) ** (1.0 / p)
 
 
-def spectral_rolloff(S: torch.Tensor, freqs: torch.Tensor, *, roll_percent: float = 0.85) -> torch.Tensor:
+def spectral_rolloff(
+    S: torch.Tensor, freqs: torch.Tensor, *, roll_percent: float = 0.85
+) -> torch.Tensor:
     cumulative = torch.cumsum(S, dim=-1)
     threshold = roll_percent * cumulative[..., -1:]
     # First bin reaching the threshold (argmax of a bool picks the first True; all False → 0).
@@ -99,7 +105,11 @@ def frame_rms(frames: torch.Tensor) -> torch.Tensor:
 
 def frame_zcr(frames: torch.Tensor, *, threshold: float = 1e-10) -> torch.Tensor:
     # "negative and |x| > threshold" is "x < -threshold" for threshold >= 0.
-    negative = frames < -threshold if threshold >= 0 else torch.signbit(frames) & (frames.abs() > threshold)
+    negative = (
+        frames < -threshold
+        if threshold >= 0
+        else torch.signbit(frames) & (frames.abs() > threshold)
+    )
     crossings = negative[..., 1:] != negative[..., :-1]
     return crossings.sum(dim=-1, dtype=torch.float32) / frames.shape[-1]
 
@@ -177,7 +187,9 @@ class SpectralFeatures(nn.Module):
                 magnitude, self.freqs, centroid, p=self.bandwidth_p, normalized=normalized
             ),
             "rolloff": spectral_rolloff(magnitude, self.freqs, roll_percent=self.roll_percent),
-            "flatness": spectral_flatness(magnitude, power=self.flatness_power, amin=self.flatness_amin),
+            "flatness": spectral_flatness(
+                magnitude, power=self.flatness_power, amin=self.flatness_amin
+            ),
             "zcr": frame_zcr(zcr_frames, threshold=self.zcr_threshold),
             "rms": frame_rms(frames),
         }
@@ -188,5 +200,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+        raise ValueError(
+            "--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)"
+        )
     return device

@@ -29,8 +29,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class _NoRows:
 class _Deferred:
     """Stands in for a frame extractor inside a decode worker: collects its rate's signal."""
 
-    def __init__(self, ext: FrameExtractor, processor: "DecodingProcessor"):
+    def __init__(self, ext: FrameExtractor, processor: DecodingProcessor):
         self.ext = ext
         self.name = ext.name
         self.table = ext.table
@@ -108,7 +108,9 @@ class _Deferred:
 class DecodingProcessor(FileProcessor):
     """A worker's `FileProcessor` for the torch backend: frame features are left to the caller."""
 
-    def __init__(self, config: Config, *, staging_path, backend: str = "torch", device: str = "cpu"):
+    def __init__(
+        self, config: Config, *, staging_path, backend: str = "torch", device: str = "cpu"
+    ):
         super().__init__(config, staging_path=staging_path, backend="numpy", device="cpu")
         self.collectors: dict[int, tuple[_SignalCollector, int]] = {}
         self.started: list[str] = []
@@ -122,7 +124,9 @@ class DecodingProcessor(FileProcessor):
         collectors, self.collectors = self.collectors, {}
         if result.row["status"] != "ok" or not self.started:
             return result
-        signals = {rate: collector.signal(channels) for rate, (collector, channels) in collectors.items()}
+        signals = {
+            rate: collector.signal(channels) for rate, (collector, channels) in collectors.items()
+        }
         return DecodedFile(**_fields(result), signals=signals, deferred=tuple(self.started))
 
 
@@ -235,12 +239,14 @@ class BatchedEngine:
             try:
                 columns = compute_batch(ext, signals, max_frames=self.max_batch_frames)
                 self.batches += 1
-            except Exception:
+            except Exception:  # noqa: BLE001 - whatever broke the batch, retry file by file
                 columns = []
                 for i, signal in zip(members, signals):
                     try:
-                        columns.extend(compute_batch(ext, [signal], max_frames=self.max_batch_frames))
-                    except Exception as exc:
+                        columns.extend(
+                            compute_batch(ext, [signal], max_frames=self.max_batch_frames)
+                        )
+                    except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
                         failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
                         columns.append(None)
             for i, rate, cols in zip(members, rates, columns):
@@ -249,7 +255,7 @@ class BatchedEngine:
                 decoded = pending[i]
                 try:
                     self._stage(decoded, ext, record_batches(ext, cols, rate))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
                     failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
         for i, decoded in enumerate(pending):
             result = FileResult(**_fields(decoded))

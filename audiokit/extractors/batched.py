@@ -30,8 +30,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from audiokit.dsp import n_frames
-from audiokit.dsp import torch_ops
+from audiokit.dsp import n_frames, torch_ops
 from audiokit.extractors.frames import FrameExtractor, FrameStream
 
 BYTES_PER_FRAME_SAMPLE = 20  # frames, windowed copy, complex spectrum, power, scratch (float32)
@@ -49,7 +48,9 @@ def default_max_frames(extractor: FrameExtractor, device: str) -> int:
     return max(1, budget // per_frame)
 
 
-def _raw_columns(extractor: FrameExtractor, module, frame_sets: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+def _raw_columns(
+    extractor: FrameExtractor, module, frame_sets: list[torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """What `extractor.compute` returns: feature columns, or `{"_db": …}` awaiting the floor."""
     if isinstance(module, torch_ops.SpectralFeatures):
         return module(frame_sets[0], frame_sets[1])
@@ -57,7 +58,9 @@ def _raw_columns(extractor: FrameExtractor, module, frame_sets: list[torch.Tenso
     return {"_db": db} if extractor.peak_floor_db is not None else module.finalize(db)
 
 
-def compute_segments_torch(extractor: FrameExtractor, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
+def compute_segments_torch(
+    extractor: FrameExtractor, segments: list[np.ndarray]
+) -> dict[str, np.ndarray]:
     """Torch twin of `extractor.compute(segments)` for one file's next stretch of frames."""
     module = extractor.torch_module()
     device = extractor.torch_device
@@ -77,7 +80,9 @@ def compute_segments_torch(extractor: FrameExtractor, segments: list[np.ndarray]
 def finalize_torch(extractor: FrameExtractor, db: np.ndarray) -> dict[str, np.ndarray]:
     module = extractor.torch_module()
     with torch.inference_mode():
-        columns = module.finalize(torch.from_numpy(np.ascontiguousarray(db)).to(extractor.torch_device))
+        columns = module.finalize(
+            torch.from_numpy(np.ascontiguousarray(db)).to(extractor.torch_device)
+        )
         return {name: values.cpu().numpy() for name, values in columns.items()}
 
 
@@ -113,7 +118,9 @@ class _HostBuffers:
 def _pad(signal: np.ndarray, width: int, mode: str) -> np.ndarray:
     if width == 0:
         return signal
-    return np.pad(signal, [(0, 0), (width, width)], mode="constant" if mode == "constant" else "edge")
+    return np.pad(
+        signal, [(0, 0), (width, width)], mode="constant" if mode == "constant" else "edge"
+    )
 
 
 def compute_batch(
@@ -134,7 +141,10 @@ def compute_batch(
     for s in signals:
         if s.ndim != 2:
             raise ValueError("signals must have shape (channels, n)")
-    counts = [n_frames(s.shape[1], frame_length, hop, extractor.center) if s.shape[1] else 0 for s in signals]
+    counts = [
+        n_frames(s.shape[1], frame_length, hop, extractor.center) if s.shape[1] else 0
+        for s in signals
+    ]
     # Chunks in output order: file, channel, frame; each (file, channel, first frame, frames).
     chunks = [
         (f, c, start, min(max_frames, counts[f] - start))
@@ -178,10 +188,14 @@ def compute_batch(
                 flat.fill(0.0)
                 for i, (f, c, start, _count) in enumerate(batch):
                     lo = start * hop
-                    flat[offsets[i] : offsets[i] + spans[i]] = padded(f, mode_index)[c, lo : lo + spans[i]]
+                    flat[offsets[i] : offsets[i] + spans[i]] = padded(f, mode_index)[
+                        c, lo : lo + spans[i]
+                    ]
                 on_device = buf[:total].to(device, non_blocking=on_cuda)
                 host.copied(slot)
-                frame_sets.append(torch_ops.frame(on_device, frame_length, hop).index_select(0, index))
+                frame_sets.append(
+                    torch_ops.frame(on_device, frame_length, hop).index_select(0, index)
+                )
             for name, values in _raw_columns(extractor, module, frame_sets).items():
                 outputs.setdefault(name, []).append(values)
 
@@ -245,4 +259,10 @@ def record_batches(
     return [FrameStream(extractor, first.shape[0], sample_rate)._batch(0, columns)]
 
 
-__all__ = ["compute_batch", "compute_segments_torch", "default_max_frames", "finalize_torch", "record_batches"]
+__all__ = [
+    "compute_batch",
+    "compute_segments_torch",
+    "default_max_frames",
+    "finalize_torch",
+    "record_batches",
+]
