@@ -408,3 +408,32 @@ def test_mfcc_matches_torchaudio(device):
     ).to(device)
     theirs = mfcc(torch.from_numpy(signal[0]).to(device)).T.cpu().numpy()
     assert_close_to_peak(theirs, ours, "mfcc vs torchaudio")
+
+
+def test_pipeline_batches_across_files(tmp_path, corpus, monkeypatch):
+    """The torch engine computes decoded files together (one device call for many files), and
+    a file that cannot be decoded is still its own error row."""
+    import audiokit
+    from audiokit.extractors import batched
+
+    (corpus / "b" / "broken.flac").write_bytes(b"fLaC-not-really")
+    calls: list[int] = []
+    real = batched.compute_batch
+
+    def spy(extractor, signals, **kwargs):
+        calls.append(len(signals))
+        return real(extractor, signals, **kwargs)
+
+    monkeypatch.setattr(batched, "compute_batch", spy)
+    summary = audiokit.extract(
+        [str(corpus)],
+        str(tmp_path / "out"),
+        extractors=["mfcc"],
+        backend="torch",
+        device="cpu",
+        workers=2,
+    )
+    assert summary.processed == 5 and summary.failed == 1
+    assert summary.errors[0]["path"].endswith("broken.flac")
+    assert max(calls) >= 2, calls  # several files in one call
+    assert summary.tables["mfcc"] == read_table(tmp_path / "out", "mfcc").num_rows > 0

@@ -15,6 +15,12 @@ Design (the smallest change to the local engine):
   `audiokit.extractors.batched.compute_batch` (pinned, double-buffered host memory and
   asynchronous copies on CUDA; one synchronisation per call), writes each file's rows to its
   staging parts and hands the finished `FileResult`s on. The rows equal the numpy backend's.
+- That compute runs in a thread of the caller's process, so the pool keeps handing out files
+  while a batch computes; every result (error rows included) passes through that thread in
+  order, so `on_result` (commits, progress) is called from one thread only. When decoded
+  samples worth two device batches are waiting, the pool stops handing out files (bounded
+  memory when the device is the slower side). Staging Parquet parts are written by a few
+  threads (Parquet encoding releases the GIL).
 - A batch that fails as a whole (say, out of device memory) is retried file by file; a file that
   still fails becomes an `extract` error row, and its other staged parts are dropped.
 - Decoded signals live in the caller's memory until their batch is computed, at most about one
@@ -28,8 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +52,8 @@ from audiokit.store.dataset import FileResult
 from audiokit.store.parts import PartWriter
 
 MAX_WAIT_S = 5.0
+STAGE_THREADS = 4
+_END = object()  # end of the run, for the compute thread
 
 
 def has_torch_twin(ext: Extractor) -> bool:
@@ -196,28 +207,74 @@ class BatchedEngine:
         return self.max_batch_frames
 
     def run(self, tasks: list[Task], on_result: Callable[[FileResult], None]) -> None:
-        def on_worker_result(result: FileResult) -> None:
-            if not isinstance(result, DecodedFile):
-                on_result(result)
-                return
-            if not self._pending:
-                self._oldest = time.monotonic()
-            self._pending.append(result)
-            self._pending_frames += self._frames_of(result)
-            if (
-                self._pending_frames >= self._flush_threshold()
-                or time.monotonic() - self._oldest > self.max_wait_s
-            ):
-                self._flush(on_result)
+        """Decode in the worker pool (this thread), compute and hand on results in another.
 
+        Every result goes through the compute thread in arrival order, so `on_result` is only
+        ever called from one thread. The pool blocks when decoded samples worth more than two
+        device batches wait, so host memory stays bounded when the device is the slower side.
+        """
+        threshold = self._flush_threshold()
+        inbox: queue.Queue = queue.Queue()
+        room = threading.Condition()
+        queued = [0]  # frames decoded but not yet computed
+        failure: list[BaseException] = []
+
+        def on_worker_result(result: FileResult) -> None:
+            frames = self._frames_of(result) if isinstance(result, DecodedFile) else 0
+            with room:
+                room.wait_for(lambda: queued[0] < 2 * threshold or failure)
+                queued[0] += frames
+            inbox.put(result)
+
+        def flush() -> None:
+            frames = self._pending_frames
+            self._flush(on_result)
+            with room:
+                queued[0] -= frames
+                room.notify_all()
+
+        def compute_loop() -> None:
+            try:
+                while True:
+                    timeout = None
+                    if self._pending:
+                        timeout = max(0.0, self.max_wait_s - (time.monotonic() - self._oldest))
+                    try:
+                        item = inbox.get(timeout=timeout)
+                    except queue.Empty:
+                        flush()  # the oldest decoded file has waited max_wait_s
+                        continue
+                    if item is _END:
+                        if not self.local._stopping:
+                            flush()
+                        return
+                    if not isinstance(item, DecodedFile):
+                        on_result(item)
+                        continue
+                    if not self._pending:
+                        self._oldest = time.monotonic()
+                    self._pending.append(item)
+                    self._pending_frames += self._frames_of(item)
+                    if self._pending_frames >= threshold:
+                        flush()
+            except BaseException as exc:  # noqa: BLE001 - a commit that failed: stop the run, re-raise there
+                failure.append(exc)
+                self.local.stop()
+                with room:
+                    room.notify_all()
+
+        thread = threading.Thread(target=compute_loop, name="audiokit-compute", daemon=True)
+        thread.start()
         try:
             self.local.run(tasks, on_worker_result)
-            if not self.local._stopping:
-                self._flush(on_result)
         finally:
+            inbox.put(_END)
+            thread.join()
             for held in self._pending:  # abandoned: their staged parts are never committed
                 _drop_staged(held)
             self._pending, self._pending_frames = [], 0
+        if failure:
+            raise failure[0]
 
     def _frames_of(self, decoded: DecodedFile) -> int:
         hops = [e.hop_length for e in self._frame_extractors().values()] or [1]
@@ -249,14 +306,17 @@ class BatchedEngine:
                     except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
                         failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
                         columns.append(None)
-            for i, rate, cols in zip(members, rates, columns):
-                if cols is None:
-                    continue
-                decoded = pending[i]
+
+            def stage(i: int, rate: int, cols: dict, ext=ext) -> None:
                 try:
-                    self._stage(decoded, ext, record_batches(ext, cols, rate))
+                    self._stage(pending[i], ext, record_batches(ext, cols, rate))
                 except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
                     failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
+
+            # Parquet encoding releases the GIL: stage files in parallel, as workers would.
+            jobs = [(i, r, c) for i, r, c in zip(members, rates, columns) if c is not None]
+            with ThreadPoolExecutor(max_workers=STAGE_THREADS) as pool:
+                list(pool.map(lambda job: stage(*job), jobs))
         for i, decoded in enumerate(pending):
             result = FileResult(**_fields(decoded))
             if i in failed:
