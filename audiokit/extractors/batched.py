@@ -5,9 +5,9 @@
 numpy `FrameStream` gives for that file once it is finished (`(channels, frames, ...)` arrays,
 librosa's per-file `top_db` floor applied). How:
 
-- Every (file, channel) signal is centre-padded on the host (`np.pad` with the extractor's pad
-  modes) and cut into chunks of at most `max_frames` frames; chunks are packed back to back
-  into one flat host buffer per pad mode, each chunk starting at a multiple of `hop_length`.
+- Every (file, channel) signal is cut into chunks of at most `max_frames` frames; chunks are
+  copied back to back, centre padding included (the extractor's pad modes), into one flat host
+  buffer per pad mode, each chunk starting at a multiple of `hop_length`.
   Framing the flat buffer with stride `hop_length` (a view) and picking the frames that start
   inside a chunk (`index_select`) gives every file's frames, and no padding frames are computed.
 - Chunks are grouped into device batches of at most `max_frames` frames (the memory budget:
@@ -115,12 +115,22 @@ class _HostBuffers:
             self.events[slot] = event
 
 
-def _pad(signal: np.ndarray, width: int, mode: str) -> np.ndarray:
-    if width == 0:
-        return signal
-    return np.pad(
-        signal, [(0, 0), (width, width)], mode="constant" if mode == "constant" else "edge"
-    )
+def _copy_padded(
+    dst: np.ndarray, row: np.ndarray, lo: int, span: int, width: int, mode: str
+) -> None:
+    """`dst[:span] = padded(row)[lo : lo + span]`, where `padded` is `row` centre-padded by
+    `width` samples (zeros or repeated edge samples), without building the padded row."""
+    n = row.shape[0]
+    hi = lo + span
+    head_end = min(hi, width) - lo  # left padding, in dst coordinates
+    body_lo, body_hi = max(lo, width), min(hi, width + n)
+    if head_end > 0:
+        dst[:head_end] = 0.0 if mode == "constant" else row[0]
+    if body_hi > body_lo:
+        dst[body_lo - lo : body_hi - lo] = row[body_lo - width : body_hi - width]
+    tail_start = max(lo, width + n) - lo
+    if tail_start < span:
+        dst[tail_start:span] = 0.0 if mode == "constant" else row[-1]
 
 
 def compute_batch(
@@ -161,15 +171,6 @@ def compute_batch(
         batches[-1].append(chunk)
         size += chunk[3]
 
-    padded_cache: dict[tuple[int, int], np.ndarray] = {}
-
-    def padded(f: int, mode_index: int) -> np.ndarray:
-        key = (f, mode_index)
-        if key not in padded_cache:
-            padded_cache.clear()  # chunks come file by file: keep one file's padding at a time
-            padded_cache[key] = _pad(signals[f], width, extractor.pad_modes[mode_index])
-        return padded_cache[key]
-
     hosts = [_HostBuffers(pinned=on_cuda) for _ in extractor.pad_modes]
     outputs: dict[str, list[torch.Tensor]] = {}
     with torch.inference_mode():
@@ -184,13 +185,12 @@ def compute_batch(
             frame_sets = []
             for mode_index, host in enumerate(hosts):
                 buf, slot = host.take(total)
-                flat = buf.numpy()[:total]
-                flat.fill(0.0)
+                flat = buf.numpy()
+                mode = extractor.pad_modes[mode_index]
+                # Samples between chunks belong to no selected frame: they are left as they are.
                 for i, (f, c, start, _count) in enumerate(batch):
-                    lo = start * hop
-                    flat[offsets[i] : offsets[i] + spans[i]] = padded(f, mode_index)[
-                        c, lo : lo + spans[i]
-                    ]
+                    dst = flat[offsets[i] : offsets[i] + spans[i]]
+                    _copy_padded(dst, signals[f][c], start * hop, spans[i], width, mode)
                 on_device = buf[:total].to(device, non_blocking=on_cuda)
                 host.copied(slot)
                 frame_sets.append(
