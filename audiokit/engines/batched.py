@@ -45,6 +45,7 @@ import numpy as np
 
 from audiokit.config import Config
 from audiokit.engines.local import LocalEngine
+from audiokit.extractors import REGISTRY
 from audiokit.extractors.base import Extractor
 from audiokit.extractors.frames import FrameExtractor
 from audiokit.pipeline import FileProcessor, Task, _with_file_id
@@ -164,9 +165,7 @@ class BatchedEngine:
         self.device = device
         self.max_batch_frames = max_batch_frames
         self.max_wait_s = max_wait_s
-        # Built lazily (on the first batch) so that worker processes fork from a parent that
-        # has not started torch's thread pools or CUDA yet.
-        self._processor: FileProcessor | None = None
+        self._extractors: dict[str, FrameExtractor] | None = None  # built on first use
         self._pending: list[DecodedFile] = []
         self._pending_frames = 0
         self._oldest = 0.0
@@ -184,16 +183,15 @@ class BatchedEngine:
     def stop(self) -> None:
         self.local.stop()
 
-    @property
-    def processor(self) -> FileProcessor:
-        if self._processor is None:
-            self._processor = FileProcessor(
-                self.config, staging_path=self.staging_path, backend="torch", device=self.device
-            )
-        return self._processor
-
     def _frame_extractors(self) -> dict[str, FrameExtractor]:
-        return {n: e for n, e in self.processor.extractors.items() if has_torch_twin(e)}
+        """The chain's extractors that the caller computes (those with a torch twin)."""
+        if self._extractors is None:
+            self._extractors = {}
+            for name in self.config.chain:
+                ext = REGISTRY[name](self.config.params[name], backend="torch", device=self.device)
+                if has_torch_twin(ext):
+                    self._extractors[name] = ext
+        return self._extractors
 
     def _flush_threshold(self) -> int:
         if self.max_batch_frames is None:
@@ -328,7 +326,7 @@ class BatchedEngine:
     def _stage(self, decoded: DecodedFile, ext: FrameExtractor, batches: list) -> None:
         if not batches:
             return
-        schema = self.processor.table_schemas[ext.table]
+        schema = ext.schema()
         sink = PartWriter(self.staging_path(decoded.file_id, ext.table), schema)
         try:
             for batch in batches:
