@@ -130,6 +130,11 @@ class DecodingProcessor(FileProcessor):
             if has_torch_twin(ext):
                 self.extractors[name] = _Deferred(ext, self)
 
+    def _run(self, *args, **kwargs) -> None:
+        # A decode that is retried with another decoder starts from the file's first sample.
+        self.collectors, self.started = {}, []
+        super()._run(*args, **kwargs)
+
     def process(self, task: Task, on_open=None) -> FileResult:
         self.collectors, self.started = {}, []
         result = super().process(task, on_open)
