@@ -19,6 +19,11 @@ import torch
 from torch import nn
 
 
+def magnitude_spectrum(frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    # abs() (a hypot), like numpy: sqrt(re² + im²) would underflow to 0 for magnitudes < 1e-19.
+    return torch.fft.rfft(frames * window, dim=-1).abs()
+
+
 def frame(y: torch.Tensor, frame_length: int, hop_length: int) -> torch.Tensor:
     """`y [shape=(..., n)]` → view `(..., n_frames, frame_length)` (no copy), like `dsp.frame`."""
     if y.shape[-1] < frame_length:
@@ -27,13 +32,8 @@ def frame(y: torch.Tensor, frame_length: int, hop_length: int) -> torch.Tensor:
 
 
 def power_spectrum(frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    spectrum = torch.fft.rfft(frames * window, dim=-1)
-    return spectrum.real.square() + spectrum.imag.square()
-
-
-def magnitude_spectrum(frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    # abs() (a hypot), like numpy: sqrt(re² + im²) would underflow to 0 for magnitudes < 1e-19.
-    return torch.fft.rfft(frames * window, dim=-1).abs()
+    """`|rfft|²` as the numpy core computes it (the magnitude squared)."""
+    return magnitude_spectrum(frames, window).square_()
 
 
 def power_to_db(S: torch.Tensor, *, ref: float = 1.0, amin: float = 1e-10) -> torch.Tensor:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from audiokit import __version__
 from audiokit.config import Config
 from audiokit.engines.local import LocalEngine
 from audiokit.extractors import REGISTRY
@@ -51,6 +52,7 @@ from audiokit.extractors.frames import FrameExtractor
 from audiokit.pipeline import FileProcessor, Task, _with_file_id
 from audiokit.store.dataset import FileResult
 from audiokit.store.parts import PartWriter
+from audiokit.store.schema import part_metadata
 
 MAX_WAIT_S = 5.0
 STAGE_THREADS = 4
@@ -90,6 +92,14 @@ class _SignalCollector:
         return np.concatenate(self.blocks, axis=1)
 
 
+class _NoSink:
+    def write(self, data) -> None:
+        raise AssertionError("a deferred extractor emitted rows in a decode worker")
+
+
+_NO_SINK = _NoSink()
+
+
 class _NoRows:
     def push(self, block):
         return []
@@ -120,15 +130,19 @@ class _Deferred:
 class DecodingProcessor(FileProcessor):
     """A worker's `FileProcessor` for the torch backend: frame features are left to the caller."""
 
-    def __init__(
-        self, config: Config, *, staging_path, backend: str = "torch", device: str = "cpu"
-    ):
-        super().__init__(config, staging_path=staging_path, backend="numpy", device="cpu")
+    def __init__(self, config: Config, *, staging_path, backend: str = "torch", **kwargs):
+        kwargs["device"] = "cpu"  # the device belongs to the caller's process
+        super().__init__(config, staging_path=staging_path, backend="numpy", **kwargs)
         self.collectors: dict[int, tuple[_SignalCollector, int]] = {}
         self.started: list[str] = []
         for name, ext in list(self.extractors.items()):
             if has_torch_twin(ext):
                 self.extractors[name] = _Deferred(ext, self)
+
+    def _sink(self, sinks, ext, file_id):
+        if isinstance(ext, _Deferred):
+            return _NO_SINK  # its rows are written by the caller, after the device batch
+        return super()._sink(sinks, ext, file_id)
 
     def _run(self, *args, **kwargs) -> None:
         # A decode that is retried with another decoder starts from the file's first sample.
@@ -171,6 +185,7 @@ class BatchedEngine:
         self.max_batch_frames = max_batch_frames
         self.max_wait_s = max_wait_s
         self._extractors: dict[str, FrameExtractor] | None = None  # built on first use
+        self._resolved = config.to_dict()  # for the staged parts' metadata
         self._pending: list[DecodedFile] = []
         self._pending_frames = 0
         self._oldest = 0.0
@@ -331,7 +346,13 @@ class BatchedEngine:
     def _stage(self, decoded: DecodedFile, ext: FrameExtractor, batches: list) -> None:
         if not batches:
             return
-        schema = ext.schema()
+        meta = part_metadata(
+            config=self._resolved,
+            config_hash=self.config.config_hash,
+            version=__version__,
+            file_ids=[decoded.file_id],
+        )
+        schema = ext.schema().with_metadata(meta)
         sink = PartWriter(self.staging_path(decoded.file_id, ext.table), schema)
         try:
             for batch in batches:

@@ -88,7 +88,7 @@ class _MelExtractor(FrameExtractor):
         p = self.params
         dct_t = getattr(self, "dct_t", None)
         return MelFeatures(
-            window=self.window, mel_basis_t=self.mel_basis_t, power=p.power, ref=p.ref, amin=p.amin,
+            window=self.window, mel_basis_t=self.mel_basis.T, power=p.power, ref=p.ref, amin=p.amin,
             column=self.name, dct_t=dct_t,
         )
 
