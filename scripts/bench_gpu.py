@@ -60,7 +60,7 @@ def numpy_columns(ext, clip: np.ndarray) -> dict[str, np.ndarray]:
     import pyarrow as pa
 
     stream = ext.start(clip.shape[0], ext.params.sr)
-    batches = stream.push(clip) + stream.finish()
+    batches = [*stream.push(clip), *stream.finish()]
     out = {}
     for field in ext.feature_fields():
         parts = []
