@@ -103,15 +103,27 @@ def frame_rms(frames: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(frames, dim=-1) / float(np.sqrt(frames.shape[-1]))
 
 
+def _negative(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    # "sign bit set and |x| > threshold" is "x < -threshold" for threshold >= 0.
+    return x < -threshold if threshold >= 0 else torch.signbit(x) & (x.abs() > threshold)
+
+
 def frame_zcr(frames: torch.Tensor, *, threshold: float = 1e-10) -> torch.Tensor:
-    # "negative and |x| > threshold" is "x < -threshold" for threshold >= 0.
-    negative = (
-        frames < -threshold
-        if threshold >= 0
-        else torch.signbit(frames) & (frames.abs() > threshold)
-    )
+    negative = _negative(frames, threshold)
     crossings = negative[..., 1:] != negative[..., :-1]
     return crossings.sum(dim=-1, dtype=torch.float32) / frames.shape[-1]
+
+
+def strided_zcr(
+    signal: torch.Tensor, starts: torch.Tensor, frame_length: int, *, threshold: float = 1e-10
+) -> torch.Tensor:
+    """`frame_zcr` of the frames `signal[s : s + frame_length]` for each `s` in `starts`, from a
+    prefix sum of sign changes instead of framed copies (integer counts: exactly equal)."""
+    negative = _negative(signal, threshold)
+    prefix = torch.zeros(signal.shape[0], dtype=torch.int32, device=signal.device)
+    torch.cumsum(negative[1:] != negative[:-1], dim=0, dtype=torch.int32, out=prefix[1:])
+    crossings = prefix[starts + (frame_length - 1)] - prefix[starts]
+    return crossings.to(torch.float32) / frame_length
 
 
 def _buffer(array: np.ndarray) -> torch.Tensor:
@@ -177,7 +189,16 @@ class SpectralFeatures(nn.Module):
         self.flatness_amin = flatness_amin
         self.zcr_threshold = zcr_threshold
 
-    def forward(self, frames: torch.Tensor, zcr_frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        frames: torch.Tensor,
+        zcr_frames: torch.Tensor | None = None,
+        *,
+        zcr: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """`zcr_frames`: the frames zcr counts on (edge padded); or `zcr`, already counted."""
+        if zcr is None:
+            zcr = frame_zcr(zcr_frames, threshold=self.zcr_threshold)
         magnitude = magnitude_spectrum(frames, self.window)
         normalized = _normalize_l1(magnitude)
         centroid = spectral_centroid(magnitude, self.freqs, normalized=normalized)
@@ -190,7 +211,7 @@ class SpectralFeatures(nn.Module):
             "flatness": spectral_flatness(
                 magnitude, power=self.flatness_power, amin=self.flatness_amin
             ),
-            "zcr": frame_zcr(zcr_frames, threshold=self.zcr_threshold),
+            "zcr": zcr,
             "rms": frame_rms(frames),
         }
 

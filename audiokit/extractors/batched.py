@@ -182,7 +182,7 @@ def compute_batch(
                 [offsets[i] // hop + np.arange(chunk[3]) for i, chunk in enumerate(batch)]
             ).astype(np.int64)
             index = torch.from_numpy(starts).to(device, non_blocking=on_cuda)
-            frame_sets = []
+            flats = []
             for mode_index, host in enumerate(hosts):
                 buf, slot = host.take(total)
                 flat = buf.numpy()
@@ -191,12 +191,19 @@ def compute_batch(
                 for i, (f, c, start, _count) in enumerate(batch):
                     dst = flat[offsets[i] : offsets[i] + spans[i]]
                     _copy_padded(dst, signals[f][c], start * hop, spans[i], width, mode)
-                on_device = buf[:total].to(device, non_blocking=on_cuda)
+                flats.append(buf[:total].to(device, non_blocking=on_cuda))
                 host.copied(slot)
-                frame_sets.append(
-                    torch_ops.frame(on_device, frame_length, hop).index_select(0, index)
+            frames = torch_ops.frame(flats[0], frame_length, hop).index_select(0, index)
+            if isinstance(module, torch_ops.SpectralFeatures):
+                # zcr counts sign changes on the edge-padded signal: a prefix sum over the
+                # flat buffer gives every frame's count without a second set of frames.
+                zcr = torch_ops.strided_zcr(
+                    flats[1], index * hop, frame_length, threshold=module.zcr_threshold
                 )
-            for name, values in _raw_columns(extractor, module, frame_sets).items():
+                batch_columns = module(frames, zcr=zcr)
+            else:
+                batch_columns = _raw_columns(extractor, module, [frames])
+            for name, values in batch_columns.items():
                 outputs.setdefault(name, []).append(values)
 
         columns = {name: torch.cat(parts) for name, parts in outputs.items()}
