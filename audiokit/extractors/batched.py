@@ -44,7 +44,10 @@ def default_max_frames(extractor: FrameExtractor, device: str) -> int:
     if device.startswith("cuda"):
         free, _total = torch.cuda.mem_get_info(torch.device(device))
         budget = int(free * CUDA_BUDGET_FRACTION)
-    per_frame = BYTES_PER_FRAME_SAMPLE * extractor.frame_length * len(extractor.pad_modes)
+    # Other pad modes only add a flat signal (hop_length samples per frame), never frames.
+    per_frame = BYTES_PER_FRAME_SAMPLE * extractor.frame_length + 4 * extractor.hop_length * len(
+        extractor.pad_modes
+    )
     return max(1, budget // per_frame)
 
 
