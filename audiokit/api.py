@@ -133,14 +133,18 @@ def extract(
             pending.clear()
             last_commit = time.monotonic()
 
-        engine = LocalEngine(
-            config,
-            workers=workers or default_workers(),
-            staging_path=dataset.staging_path,
-            backend=backend,
-            device=device,
-            log_path=os.path.join(dataset.meta_dir, "workers.log"),
-        )
+        engine_options = {
+            "workers": workers or default_workers(),
+            "staging_path": dataset.staging_path,
+            "device": device,
+            "log_path": os.path.join(dataset.meta_dir, "workers.log"),
+        }
+        if backend == "torch":
+            from audiokit.engines.batched import BatchedEngine
+
+            engine = BatchedEngine(config, **engine_options)
+        else:
+            engine = LocalEngine(config, backend=backend, **engine_options)
 
         def on_result(result: FileResult) -> None:
             row = result.row
@@ -205,7 +209,17 @@ def _resolve_backend(backend: str, device: str) -> tuple[str, str]:
         if device == "cuda":
             raise ConfigError("--device cuda needs --backend torch")
         return backend, "cpu"
-    raise ConfigError("--backend torch is not available in this version; use --backend numpy")
+    from audiokit.engines.batched import resolve_torch_device
+
+    try:
+        return backend, resolve_torch_device(device)
+    except ImportError:
+        raise ConfigError(
+            "--backend torch needs PyTorch, which is not installed: pip install 'audiokit[torch]'"
+            " (or use --backend numpy)"
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -122,7 +122,7 @@ def test_fail_fast_stops_at_the_first_failure(corpus, tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["-x", "mfcc,nope"], "unknown extractor 'nope'; choose from: logmel, mfcc, spectral"),
+        (["-x", "mfcc,nope"], "unknown extractor 'nope'; choose from: embeddings, logmel, mfcc, segment_probs, segments, spectral"),
         (["--set", "mfcc.n_mfc=13"], "unknown parameter mfcc.n_mfc"),
         (["--set", "mfcc.n_mfcc=lots"], "mfcc.n_mfcc must be an integer"),
         (["--set", "audio.channels=left"], "choose from: mix, first, each"),

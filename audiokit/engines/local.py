@@ -24,7 +24,8 @@ from audiokit.store.dataset import FileResult
 
 
 def _worker_main(
-    conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int, torch_threads: int = 1
+    conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int,
+    torch_threads: int = 1, processor_class=FileProcessor,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -35,7 +36,9 @@ def _worker_main(
     os.environ.setdefault("AUDIOKIT_TORCH_THREADS", str(torch_threads))
     from audiokit import __version__
 
-    processor = FileProcessor(config, staging_path=staging_path, backend=backend, device=device, version=__version__)
+    processor = processor_class(
+        config, staging_path=staging_path, backend=backend, device=device, version=__version__
+    )
     while True:
         try:
             message = conn.recv()
@@ -110,11 +113,13 @@ class LocalEngine:
         backend: str = "numpy",
         device: str = "cpu",
         log_path: str | None = None,
+        processor_class: type[FileProcessor] = FileProcessor,
     ):
         self.config = config
         # Slow extractors (neural models on CPU) raise the per-hour time limit; it never drops.
         needed = [REGISTRY[n](config.params[n]).seconds_per_audio_hour() for n in config.chain]
         self.seconds_per_hour = max([config.run.file_timeout, *needed])
+        self.processor_class = processor_class  # what each worker builds to process a file
         self.log_path = log_path
         self.n_workers = max(1, workers)
         self.staging_path = staging_path
@@ -134,7 +139,7 @@ class LocalEngine:
             target=_worker_main,
             args=(
                 child, self.config, self.backend, self.device, self.staging_path, self.log_path,
-                os.getpid(), max(1, default_workers() // self.n_workers),
+                os.getpid(), max(1, default_workers() // self.n_workers), self.processor_class,
             ),
             daemon=True,
         )

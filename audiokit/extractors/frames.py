@@ -20,6 +20,11 @@ class FrameExtractor(Extractor):
     with `pad_modes[i]` (all framers share frame and hop length, so their frame counts agree).
     If `peak_floor_db` is set, `compute` returns unfloored dB values under `"_db"` and
     `finalize(db)` turns them into columns once the file's peak is known (librosa's `top_db`).
+
+    With `backend="torch"` the same steps run through `torch_module()` (the torch twin, built
+    from this extractor's numpy window and matrices) on `device`; `compute_frames` and
+    `finalize_frames` pick the backend. `audiokit.extractors.batched` packs many files into one
+    call of the same module.
     """
 
     pad_modes: ClassVar[tuple[str, ...]] = ("constant",)
@@ -36,6 +41,34 @@ class FrameExtractor(Extractor):
 
     def finalize(self, db: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def torch_module(self):
+        """The torch twin of `compute`/`finalize` (an `nn.Module` on `torch_device`), built once."""
+        module = self.__dict__.get("_torch_module")
+        if module is None:
+            from audiokit.dsp.torch_ops import resolve_device
+
+            self.torch_device = resolve_device(self.device)
+            module = self._build_torch_module().to(self.torch_device)
+            self._torch_module = module
+        return module
+
+    def _build_torch_module(self):
+        raise NotImplementedError(f"{self.name} has no torch backend")
+
+    def compute_frames(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
+        if self.backend != "torch":
+            return self.compute(segments)
+        from audiokit.extractors.batched import compute_segments_torch
+
+        return compute_segments_torch(self, segments)
+
+    def finalize_frames(self, db: np.ndarray) -> dict[str, np.ndarray]:
+        if self.backend != "torch":
+            return self.finalize(db)
+        from audiokit.extractors.batched import finalize_torch
+
+        return finalize_torch(self, db)
 
     def schema(self) -> pa.Schema:
         return pa.schema(
@@ -93,14 +126,14 @@ class FrameStream:
         if self.spool is not None:
             start = 0
             for db in self.spool.chunks(self.extractor.peak_floor_db):
-                yield self._batch(start, self.extractor.finalize(db))
+                yield self._batch(start, self.extractor.finalize_frames(db))
                 start += db.shape[1]
 
     def _emit(self, segments: list[np.ndarray]) -> list[pa.RecordBatch]:
         ext = self.extractor
         if segments[0].size == 0 or segments[0].shape[-1] < ext.frame_length:
             return []
-        columns = ext.compute(segments)
+        columns = ext.compute_frames(segments)
         start = self.next_frame
         self.next_frame += next(iter(columns.values())).shape[1]
         if self.spool is not None:

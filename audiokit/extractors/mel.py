@@ -82,6 +82,16 @@ class _MelExtractor(FrameExtractor):
         mel = self.apply_mel(spectrum)
         return power_to_db(mel, ref=p.ref, amin=p.amin, top_db=None)
 
+    def _build_torch_module(self):
+        from audiokit.dsp.torch_ops import MelFeatures
+
+        p = self.params
+        dct_t = getattr(self, "dct_t", None)
+        return MelFeatures(
+            window=self.window, mel_basis_t=self.mel_basis.T, power=p.power, ref=p.ref, amin=p.amin,
+            column=self.name, dct_t=dct_t,
+        )
+
     def compute(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
         db = self.mel_db(segments[0])
         return {"_db": db} if self.peak_floor_db is not None else self.finalize(db)

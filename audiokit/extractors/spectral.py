@@ -64,6 +64,15 @@ class Spectral(FrameExtractor):
     def feature_fields(self) -> list[pa.Field]:
         return [pa.field(name, pa.float32()) for name in COLUMNS]
 
+    def _build_torch_module(self):
+        from audiokit.dsp.torch_ops import SpectralFeatures
+
+        p = self.params
+        return SpectralFeatures(
+            window=self.window, freqs=self.freqs, roll_percent=p.roll_percent, bandwidth_p=p.bandwidth_p,
+            flatness_power=p.flatness_power, flatness_amin=p.flatness_amin, zcr_threshold=p.zcr_threshold,
+        )
+
     def compute(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
         p = self.params
         frames = frame(segments[0], self.frame_length, self.hop_length)

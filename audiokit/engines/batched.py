@@ -1,0 +1,385 @@
+"""The engine for `--backend torch`: CPU workers decode, the caller's process computes frame
+features in device batches packed across files, then commits as the local engine does.
+
+Design (the smallest change to the local engine):
+
+- The worker pool is `LocalEngine`'s, unchanged: one file at a time per worker process, crash
+  and time-limit isolation, per-file errors as rows. Its workers build a `DecodingProcessor`
+  instead of a `FileProcessor`: it decodes, mixes channels and resamples exactly as before and
+  runs every extractor that has no torch twin, but the frame extractors (`mfcc`, `logmel`,
+  `spectral`) only collect the resampled signal, once per sample rate. The worker returns a
+  `DecodedFile` (a `FileResult` carrying those signals) over its pipe.
+- The caller's process owns the device. It holds decoded files until they add up to a device
+  batch (`max_batch_frames`, from the memory budget of the device) or the oldest has waited
+  `max_wait_s`, then runs each frame extractor once over all of them with
+  `audiokit.extractors.batched.compute_batch` (pinned, double-buffered host memory and
+  asynchronous copies on CUDA; one synchronisation per call), writes each file's rows to its
+  staging parts and hands the finished `FileResult`s on. The rows equal the numpy backend's.
+- That compute runs in a thread of the caller's process, so the pool keeps handing out files
+  while a batch computes; every result (error rows included) passes through that thread in
+  order, so `on_result` (commits, progress) is called from one thread only. When decoded
+  samples worth two device batches are waiting, the pool stops handing out files (bounded
+  memory when the device is the slower side). Staging Parquet parts are written by a few
+  threads (Parquet encoding releases the GIL).
+- A batch that fails as a whole (say, out of device memory) is retried file by file; a file that
+  still fails becomes an `extract` error row, and its other staged parts are dropped.
+- Decoded signals live in the caller's memory until their batch is computed, at most about one
+  device batch's worth plus one file: a multi-hour file is held whole (its samples as float32)
+  and computed in several device batches.
+- Files held when the run is stopped (SIGINT, `--fail-fast`) are abandoned, as files in flight
+  are in the local engine: nothing of them is committed and the next run redoes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audiokit import __version__
+from audiokit.config import Config
+from audiokit.engines.local import LocalEngine
+from audiokit.extractors import REGISTRY
+from audiokit.extractors.base import Extractor
+from audiokit.extractors.frames import FrameExtractor
+from audiokit.pipeline import FileProcessor, Task, _with_file_id
+from audiokit.store.dataset import FileResult
+from audiokit.store.parts import PartWriter
+from audiokit.store.schema import part_metadata
+
+MAX_WAIT_S = 5.0
+STAGE_THREADS = 4
+_END = object()  # end of the run, for the compute thread
+
+
+def has_torch_twin(ext: Extractor) -> bool:
+    return isinstance(ext, FrameExtractor) and (
+        type(ext)._build_torch_module is not FrameExtractor._build_torch_module
+    )
+
+
+@dataclass
+class DecodedFile(FileResult):
+    """A file decoded by a worker whose frame features are still to be computed."""
+
+    signals: dict[int, np.ndarray] = field(default_factory=dict)  # rate -> (channels, n) float32
+    deferred: tuple[str, ...] = ()  # extractors to compute from `signals`
+
+
+class _SignalCollector:
+    """A stream that keeps the blocks it is fed and emits no rows."""
+
+    def __init__(self):
+        self.blocks: list[np.ndarray] = []
+
+    def push(self, block: np.ndarray) -> list:
+        self.blocks.append(np.array(block, dtype=np.float32, copy=True))
+        return []
+
+    def finish(self) -> list:
+        return []
+
+    def signal(self, channels: int) -> np.ndarray:
+        if not self.blocks:
+            return np.zeros((channels, 0), dtype=np.float32)
+        return np.concatenate(self.blocks, axis=1)
+
+
+class _NoSink:
+    def write(self, data) -> None:
+        raise AssertionError("a deferred extractor emitted rows in a decode worker")
+
+
+_NO_SINK = _NoSink()
+
+
+class _NoRows:
+    def push(self, block):
+        return []
+
+    def finish(self):
+        return []
+
+
+class _Deferred:
+    """Stands in for a frame extractor inside a decode worker: collects its rate's signal."""
+
+    def __init__(self, ext: FrameExtractor, processor: DecodingProcessor):
+        self.ext = ext
+        self.name = ext.name
+        self.table = ext.table
+        self.sample_rate = ext.sample_rate
+        self._processor = processor
+
+    def start(self, channels: int, sample_rate: int):
+        collectors = self._processor.collectors
+        self._processor.started.append(self.name)
+        if sample_rate in collectors:
+            return _NoRows()  # another frame extractor already keeps this rate's samples
+        collectors[sample_rate] = (_SignalCollector(), channels)
+        return collectors[sample_rate][0]
+
+
+class DecodingProcessor(FileProcessor):
+    """A worker's `FileProcessor` for the torch backend: frame features are left to the caller."""
+
+    def __init__(self, config: Config, *, staging_path, backend: str = "torch", **kwargs):
+        kwargs["device"] = "cpu"  # the device belongs to the caller's process
+        super().__init__(config, staging_path=staging_path, backend="numpy", **kwargs)
+        self.collectors: dict[int, tuple[_SignalCollector, int]] = {}
+        self.started: list[str] = []
+        for name, ext in list(self.extractors.items()):
+            if has_torch_twin(ext):
+                self.extractors[name] = _Deferred(ext, self)
+
+    def _sink(self, sinks, ext, file_id):
+        if isinstance(ext, _Deferred):
+            return _NO_SINK  # its rows are written by the caller, after the device batch
+        return super()._sink(sinks, ext, file_id)
+
+    def _run(self, *args, **kwargs) -> None:
+        # A decode that is retried with another decoder starts from the file's first sample.
+        self.collectors, self.started = {}, []
+        super()._run(*args, **kwargs)
+
+    def process(self, task: Task, on_open=None) -> FileResult:
+        self.collectors, self.started = {}, []
+        result = super().process(task, on_open)
+        collectors, self.collectors = self.collectors, {}
+        if result.row["status"] != "ok" or not self.started:
+            return result
+        signals = {
+            rate: collector.signal(channels) for rate, (collector, channels) in collectors.items()
+        }
+        return DecodedFile(**_fields(result), signals=signals, deferred=tuple(self.started))
+
+
+def _fields(result: FileResult) -> dict:
+    return {f.name: getattr(result, f.name) for f in dataclasses.fields(FileResult)}
+
+
+class BatchedEngine:
+    """`LocalEngine`'s decode workers feeding torch compute in the caller's process."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        workers: int,
+        staging_path,
+        device: str = "auto",
+        log_path: str | None = None,
+        max_batch_frames: int | None = None,
+        max_wait_s: float = MAX_WAIT_S,
+    ):
+        self.config = config
+        self.staging_path = staging_path
+        self.device = device
+        self.max_batch_frames = max_batch_frames
+        self.max_wait_s = max_wait_s
+        self._extractors: dict[str, FrameExtractor] | None = None  # built on first use
+        self._resolved = config.to_dict()  # for the staged parts' metadata
+        self._pending: list[DecodedFile] = []
+        self._pending_frames = 0
+        self._oldest = 0.0
+        self.batches = 0  # device batches computed, for benchmarks
+        self.local = LocalEngine(
+            config,
+            workers=workers,
+            staging_path=staging_path,
+            backend="torch",
+            device="cpu",
+            log_path=log_path,
+            processor_class=DecodingProcessor,
+        )
+
+    def stop(self) -> None:
+        self.local.stop()
+
+    def _frame_extractors(self) -> dict[str, FrameExtractor]:
+        """The chain's extractors that the caller computes (those with a torch twin)."""
+        if self._extractors is None:
+            self._extractors = {}
+            for name in self.config.chain:
+                ext = REGISTRY[name](self.config.params[name], backend="torch", device=self.device)
+                if has_torch_twin(ext):
+                    self._extractors[name] = ext
+        return self._extractors
+
+    def _flush_threshold(self) -> int:
+        if self.max_batch_frames is None:
+            from audiokit.extractors.batched import default_max_frames
+
+            sizes = []
+            for ext in self._frame_extractors().values():
+                ext.torch_module()  # resolves ext.torch_device
+                sizes.append(default_max_frames(ext, ext.torch_device))
+            self.max_batch_frames = min(sizes, default=1)
+        return self.max_batch_frames
+
+    def run(self, tasks: list[Task], on_result: Callable[[FileResult], None]) -> None:
+        """Decode in the worker pool (this thread), compute and hand on results in another.
+
+        Every result goes through the compute thread in arrival order, so `on_result` is only
+        ever called from one thread. The pool blocks when decoded samples worth more than two
+        device batches wait, so host memory stays bounded when the device is the slower side.
+        """
+        threshold = self._flush_threshold()
+        inbox: queue.Queue = queue.Queue()
+        room = threading.Condition()
+        queued = [0]  # frames decoded but not yet computed
+        failure: list[BaseException] = []
+
+        def on_worker_result(result: FileResult) -> None:
+            frames = self._frames_of(result) if isinstance(result, DecodedFile) else 0
+            with room:
+                room.wait_for(lambda: queued[0] < 2 * threshold or failure)
+                queued[0] += frames
+            inbox.put(result)
+
+        def flush() -> None:
+            frames = self._pending_frames
+            self._flush(on_result)
+            with room:
+                queued[0] -= frames
+                room.notify_all()
+
+        def compute_loop() -> None:
+            try:
+                while True:
+                    timeout = None
+                    if self._pending:
+                        timeout = max(0.0, self.max_wait_s - (time.monotonic() - self._oldest))
+                    try:
+                        item = inbox.get(timeout=timeout)
+                    except queue.Empty:
+                        flush()  # the oldest decoded file has waited max_wait_s
+                        continue
+                    if item is _END:
+                        if not self.local._stopping:
+                            flush()
+                        return
+                    if not isinstance(item, DecodedFile):
+                        on_result(item)
+                        continue
+                    if not self._pending:
+                        self._oldest = time.monotonic()
+                    self._pending.append(item)
+                    self._pending_frames += self._frames_of(item)
+                    if self._pending_frames >= threshold:
+                        flush()
+            except BaseException as exc:  # noqa: BLE001 - a commit that failed: stop the run, re-raise there
+                failure.append(exc)
+                self.local.stop()
+                with room:
+                    room.notify_all()
+
+        thread = threading.Thread(target=compute_loop, name="audiokit-compute", daemon=True)
+        thread.start()
+        try:
+            self.local.run(tasks, on_worker_result)
+        finally:
+            inbox.put(_END)
+            thread.join()
+            for held in self._pending:  # abandoned: their staged parts are never committed
+                _drop_staged(held)
+            self._pending, self._pending_frames = [], 0
+        if failure:
+            raise failure[0]
+
+    def _frames_of(self, decoded: DecodedFile) -> int:
+        hops = [e.hop_length for e in self._frame_extractors().values()] or [1]
+        return max(s.shape[0] * s.shape[1] for s in decoded.signals.values()) // min(hops) + 1
+
+    def _flush(self, on_result: Callable[[FileResult], None]) -> None:
+        pending, self._pending, self._pending_frames = self._pending, [], 0
+        if not pending:
+            return
+        from audiokit.extractors.batched import compute_batch, record_batches
+
+        failed: dict[int, str] = {}
+        for name, ext in self._frame_extractors().items():
+            members = [i for i, d in enumerate(pending) if name in d.deferred and i not in failed]
+            if not members:
+                continue
+            rates = [ext.sample_rate or pending[i].row["sample_rate"] for i in members]
+            signals = [pending[i].signals[rate] for i, rate in zip(members, rates)]
+            try:
+                columns = compute_batch(ext, signals, max_frames=self.max_batch_frames)
+                self.batches += 1
+            except Exception:  # noqa: BLE001 - whatever broke the batch, retry file by file
+                columns = []
+                for i, signal in zip(members, signals):
+                    try:
+                        columns.extend(
+                            compute_batch(ext, [signal], max_frames=self.max_batch_frames)
+                        )
+                    except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
+                        failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
+                        columns.append(None)
+
+            def stage(i: int, rate: int, cols: dict, ext=ext) -> None:
+                try:
+                    self._stage(pending[i], ext, record_batches(ext, cols, rate))
+                except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
+                    failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
+
+            # Parquet encoding releases the GIL: stage files in parallel, as workers would.
+            jobs = [(i, r, c) for i, r, c in zip(members, rates, columns) if c is not None]
+            with ThreadPoolExecutor(max_workers=STAGE_THREADS) as pool:
+                list(pool.map(lambda job: stage(*job), jobs))
+        for i, decoded in enumerate(pending):
+            result = FileResult(**_fields(decoded))
+            if i in failed:
+                _drop_staged(result)
+                result.row.update(status="error", error_kind="extract", error=failed[i])
+                result = FileResult(result.file_id, result.row, {}, result.clear_tables)
+            on_result(result)
+
+    def _stage(self, decoded: DecodedFile, ext: FrameExtractor, batches: list) -> None:
+        if not batches:
+            return
+        meta = part_metadata(
+            config=self._resolved,
+            config_hash=self.config.config_hash,
+            version=__version__,
+            file_ids=[decoded.file_id],
+        )
+        schema = ext.schema().with_metadata(meta)
+        sink = PartWriter(self.staging_path(decoded.file_id, ext.table), schema)
+        try:
+            for batch in batches:
+                sink.write(_with_file_id(batch, decoded.file_id, schema))
+            decoded.staged[ext.table] = sink.commit(sync=False)
+            decoded.rows[ext.table] = sink.rows
+        except BaseException:
+            sink.abort()
+            raise
+
+
+def _drop_staged(result: FileResult) -> None:
+    for path in result.staged.values():
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def resolve_torch_device(device: str) -> str:
+    """`--device` for `--backend torch`: `auto` → cuda when available. Raises ImportError
+    without torch and ValueError for cuda without a GPU."""
+    import torch  # noqa: F401  (ImportError: not installed)
+
+    from audiokit.dsp.torch_ops import resolve_device
+
+    return resolve_device(device)
+
+
+__all__ = ["BatchedEngine", "DecodedFile", "DecodingProcessor", "resolve_torch_device"]
