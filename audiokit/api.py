@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from audiokit import __version__
 from audiokit.config import SCHEMA_VERSION, Config, load_config
 from audiokit.discover import AudioFile, discover
-from audiokit.errors import ConfigError, Interrupted
+from audiokit.errors import ConfigError, Interrupted, OutputError
 from audiokit.store.dataset import Dataset, FileResult
 
 COMMIT_EVERY_FILES = 64
@@ -110,7 +110,7 @@ def extract(
     summary = RunSummary(files_seen=len(files), output=os.path.abspath(out))
     dataset = Dataset(out, version=__version__).open()
     try:
-        from audiokit.pipeline import FileProcessor, plan
+        from audiokit.pipeline import OUTPUT_FAILURE, FileProcessor, plan
 
         work = plan(files, config, dataset.files, dataset.locations, force=force, retry_failed=retry_failed)
         summary.skipped = len(work.skipped)
@@ -146,8 +146,15 @@ def extract(
         else:
             engine = LocalEngine(config, backend=backend, **engine_options)
 
+        output_failures: list[str] = []
+
         def on_result(result: FileResult) -> None:
             row = result.row
+            if row["error_kind"] == OUTPUT_FAILURE:
+                # The output, not the file, failed: leave the file for the next run and stop.
+                output_failures.append(row["error"])
+                engine.stop()
+                return
             summary.processed += 1
             if row["status"] == "ok":
                 summary.audio_s += row["duration_s"] or 0.0
@@ -169,9 +176,13 @@ def extract(
             try:
                 engine.run(work.tasks, on_result)
             finally:
-                commit()
-                progress.close()
+                try:
+                    commit()
+                finally:
+                    progress.close()
         summary.wall_s = time.monotonic() - started
+        if output_failures:
+            raise OutputError(f"{output_failures[0]}; every file committed before is intact")
         if stop_signal:
             summary.stopped = signal.Signals(stop_signal[0]).name
         dataset.write_manifest(

@@ -113,7 +113,7 @@ class FileProcessor:
                     raise DecodeError(f"libsndfile: {first}; ffmpeg: {second}") from None
             staged, rows = {}, {}
             for table, sink in sinks.items():
-                staged[table] = sink.commit(sync=False)
+                staged[table] = _stage(sink, None)
                 rows[table] = sink.rows
             row["extractors"] = sorted(set(task.keep_done) | {self.entries[n] for n in task.extractors})
             return FileResult(task.file.file_id, row, staged, task.clear_tables, rows)
@@ -121,6 +121,9 @@ class FileProcessor:
             row.update(status="error", error_kind=exc.kind, error=str(exc))
         except MemoryError:
             row.update(status="error", error_kind="memory", error="ran out of memory")
+        except StagingError as exc:
+            # Not the file's fault (disk full, output gone): the writer stops the run, exit 3.
+            row.update(status="error", error_kind=OUTPUT_FAILURE, error=str(exc))
         for sink in sinks.values():
             sink.abort()
         return FileResult(task.file.file_id, row, {}, task.clear_tables)
@@ -151,8 +154,8 @@ class FileProcessor:
                         # file's rows back until `finish` (the peak floor), never in memory.
                         batches = stream.push(block) if block.shape[1] else ()
                         for batch in itertools.chain(batches, stream.finish() if final else ()):
-                            sink.write(_with_file_id(batch, task.file.file_id, schema))
-                    except FileError:
+                            _stage(sink, _with_file_id(batch, task.file.file_id, schema))
+                    except (FileError, StagingError):
                         raise
                     except Exception as exc:
                         raise ExtractorError(f"{ext.name} failed: {type(exc).__name__}: {exc}") from None
@@ -175,6 +178,21 @@ class FileProcessor:
             schema = self.table_schemas[ext.table].with_metadata(meta)
             sinks[ext.table] = PartWriter(self.staging_path(file_id, ext.table), schema)
         return sinks[ext.table]
+
+
+OUTPUT_FAILURE = "output"  # error_kind of a result whose rows could not be staged
+
+
+class StagingError(Exception):
+    """Writing a file's rows to the output's staging area failed (e.g. no space left)."""
+
+
+def _stage(sink: PartWriter, batch: pa.RecordBatch | None):
+    """Write `batch` to `sink`, or commit it when `batch` is None; I/O errors → StagingError."""
+    try:
+        return sink.commit(sync=False) if batch is None else sink.write(batch)
+    except OSError as exc:
+        raise StagingError(f"cannot write to the output: {exc.strerror or exc}") from None
 
 
 def files_row(task: Task, config: Config) -> dict:

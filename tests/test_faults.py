@@ -198,3 +198,29 @@ def test_fuzzed_files_always_finish_with_a_row_each(tmp_path):
         if row["status"] == "error":
             assert row["error_kind"] and row["error"]
     assert max(peak_kb, before) < 1_000_000, f"peak RSS {peak_kb / 1e3:.0f} MB"
+
+
+def test_disk_full_exits_3_and_leaves_a_valid_dataset(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        corpus = tmp_path / "corpus"
+        for i in range(8):
+            write_audio(corpus / f"f{i}.flac", tone(22050, 20.0, seed=i), 22050)
+        out = mount / "out"
+        proc = subprocess.run(
+            cli_command("extract", str(corpus), "-o", str(out), "-x", "logmel", "--workers", "2"),
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300,
+        )
+        assert proc.returncode == 3, proc.stderr
+        assert "No space left" in proc.stderr and "Traceback" not in proc.stderr
+        if (out / "files").exists():
+            files = ds.dataset(str(out / "files")).to_table().to_pylist()
+            assert all(r["status"] == "ok" for r in files)  # the disk's fault is no file's row
+            if (out / "logmel").exists():
+                logmel = ds.dataset(str(out / "logmel")).to_table(columns=["file_id"])
+                assert set(logmel["file_id"].unique().to_pylist()) <= {r["file_id"] for r in files}
+    finally:
+        subprocess.run(["umount", str(mount)])

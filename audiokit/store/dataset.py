@@ -262,16 +262,23 @@ class Dataset:
     def write_manifest(self, manifest: dict) -> None:
         path = os.path.join(self.meta_dir, "manifest.json")
         tmp = path + TMP_SUFFIX
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self.meta_dir)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(manifest, f, indent=2, sort_keys=True, default=str)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            fsync_dir(self.meta_dir)
+        except OSError as exc:
+            _unlink_quiet(tmp)
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def append_run(self, record: dict) -> None:
-        with open(os.path.join(self.meta_dir, "runs.jsonl"), "a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+        try:
+            with open(os.path.join(self.meta_dir, "runs.jsonl"), "a") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot append to the run log: {exc.strerror or exc}") from None
 
 
 def _config_from(schema: pa.Schema):
