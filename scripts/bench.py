@@ -241,6 +241,10 @@ def throughput(args) -> dict:
                 results[name].append((wall, rss))
                 print(f"  round {r} {name:<8} {wall:7.2f} s  {audio_s / wall:7.1f}× real time  peak RSS {rss / 1e6:6.0f} MB", flush=True)
         worst = check_equal(os.path.join(tmp, "audiokit0"), os.path.join(tmp, "librosa0"))
+        # Incremental: the same command over the same output again (nothing changed).
+        rerun_wall, _, proc = timed_subprocess(audiokit_cmd([str(corpus)], os.path.join(tmp, "audiokit0"), args.workers))
+        rerun = json.loads(proc.stdout)
+        assert rerun["processed"] == 0, rerun
         per_format = {}
         for fmt in sorted({p.split(os.sep)[-2] for p in paths}):
             sub = [p for p in paths if p.split(os.sep)[-2] == fmt]
@@ -259,6 +263,8 @@ def throughput(args) -> dict:
         "audiokit_over_floor": round(best["audiokit"] / best["floor"], 2),
         "peak_rss_mb": {k: round(max(r for _, r in v) / 1e6) for k, v in results.items()},
         "mfcc_max_rel_diff_vs_librosa": worst,
+        "rerun_unchanged_s": round(rerun_wall, 2),
+        "rerun_over_first_run": round(rerun_wall / results["audiokit"][0][0], 3),
     }
     return summary
 

@@ -70,7 +70,7 @@ def test_sigkill_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
             if (out / "files").is_dir():
                 # What is there after a kill is a readable dataset with whole files only.
                 files = ds.dataset(str(out / "files"), format="parquet").to_table()
-                assert files["file_id"].unique().length() == len(files)
+                assert len(files["file_id"].unique()) == len(files)
                 ids = set(files["file_id"].to_pylist())
                 for name in ("mfcc", "spectral"):
                     if (out / name).is_dir():
