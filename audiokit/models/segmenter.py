@@ -7,12 +7,13 @@ features inference computes):
 2. Per frame: a 40-band log-mel spectrum, its absolute change since the previous frame,
    the frame level in dBFS, spectral flatness, peakiness (how far partials stand out of the
    spectral envelope: tones vs noise of any colour) and stability (how much that fine
-   structure persists from frame to frame: sustained notes do, syllables less, noise not).
+   structure persists from frame to frame: sustained notes do, syllables less, noise not),
+   and loudness changes over 100 ms in 8 band groups and overall (syllable rhythm).
 3. Per decision, statistics of those over 0.5 s and 2 s windows centred on it: means and
    standard deviations. Window means of the log-mel are taken relative to the
    window's own level, so the classifier sees spectral shape and modulation, not loudness.
-4. A small MLP (numpy inference) gives p(speech), p(music), p(noise) for every second frame
-   (decision `k` is centred at `k * 0.04` s).
+4. A few small MLPs (numpy inference), averaged, give p(speech), p(music), p(noise) for every
+   second frame (decision `k` is centred at `k * 0.04` s).
 
 Streaming needs 1 s of look-ahead, so `FrameFeatureStream` holds about two seconds of per-frame
 features (under 100 kB) plus the current block, whatever the file's length.
@@ -162,7 +163,7 @@ def _moving_average_matrix(n: int, width: int) -> np.ndarray:
 def window_statistics(
     base: np.ndarray, first: int, centres: np.ndarray, total: int | None
 ) -> np.ndarray:
-    """Context features for frames `centres` from `base [shape=(channels, n, 83)]`.
+    """Context features for frames `centres` from `base [shape=(channels, n, 93)]`.
 
     `base[:, i]` is frame `first + i`; windows are cut to frames that exist (`>= 0` and, when the
     file's `total` frame count is known, `< total`) and are assumed present in `base`.
