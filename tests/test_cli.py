@@ -195,7 +195,7 @@ def test_readers_pandas_pyarrow_and_optional_engines(corpus, tmp_path):
     except ImportError:
         duckdb = None
     if duckdb is not None:
-        n = duckdb.sql(f"select count(*) from read_parquet('{out}/mfcc/*.parquet')").fetchone()[0]
+        n = duckdb.sql(f"select count(*) from read_parquet('{out}/mfcc/*.parquet')").fetchall()[0][0]
         assert n == len(mfcc)
     try:
         import polars

@@ -10,6 +10,9 @@ import pyarrow.parquet as pq
 
 TMP_SUFFIX = ".tmp"
 ROW_GROUP_ROWS = 64 * 1024
+# zstd: faster to write and read than snappy on feature floats, smaller, and read by
+# pyarrow, pandas, polars, DuckDB and Spark alike.
+COMPRESSION = "zstd"
 
 
 def new_part_name() -> str:
@@ -50,7 +53,7 @@ class PartWriter:
         if not self._pending:
             return
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.tmp_path, self.schema)
+            self._writer = pq.ParquetWriter(self.tmp_path, self.schema, compression=COMPRESSION)
         table = pa.Table.from_batches(self._pending, schema=self.schema.remove_metadata()).replace_schema_metadata(
             self.schema.metadata
         )
@@ -61,7 +64,7 @@ class PartWriter:
     def commit(self, *, sync: bool = True) -> str:
         self._flush()
         if self._writer is None:  # no rows: still a valid (empty) part
-            self._writer = pq.ParquetWriter(self.tmp_path, self.schema)
+            self._writer = pq.ParquetWriter(self.tmp_path, self.schema, compression=COMPRESSION)
         self._writer.close()
         if sync:
             with open(self.tmp_path, "rb") as f:
