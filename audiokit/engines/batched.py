@@ -49,7 +49,14 @@ from audiokit.engines.local import LocalEngine
 from audiokit.extractors import REGISTRY
 from audiokit.extractors.base import Extractor
 from audiokit.extractors.frames import FrameExtractor
-from audiokit.pipeline import FileProcessor, Task, _with_file_id
+from audiokit.pipeline import (
+    OUTPUT_FAILURE,
+    FileProcessor,
+    StagingError,
+    Task,
+    _stage,
+    _with_file_id,
+)
 from audiokit.store.dataset import FileResult
 from audiokit.store.parts import PartWriter
 from audiokit.store.schema import part_metadata
@@ -304,7 +311,7 @@ class BatchedEngine:
             return
         from audiokit.extractors.batched import compute_batch, record_batches
 
-        failed: dict[int, str] = {}
+        failed: dict[int, tuple[str, str]] = {}  # pending index -> (error_kind, error)
         for name, ext in self._frame_extractors().items():
             members = [i for i, d in enumerate(pending) if name in d.deferred and i not in failed]
             if not members:
@@ -322,14 +329,17 @@ class BatchedEngine:
                             compute_batch(ext, [signal], max_frames=self.max_batch_frames)
                         )
                     except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
-                        failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
+                        failed[i] = ("extract", f"{ext.name} failed: {type(exc).__name__}: {exc}")
                         columns.append(None)
 
             def stage(i: int, rate: int, cols: dict, ext=ext) -> None:
                 try:
                     self._stage(pending[i], ext, record_batches(ext, cols, rate))
+                except StagingError as exc:
+                    # Not the file's fault (disk full, output gone): the writer stops the run.
+                    failed[i] = (OUTPUT_FAILURE, str(exc))
                 except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
-                    failed[i] = f"{ext.name} failed: {type(exc).__name__}: {exc}"
+                    failed[i] = ("extract", f"{ext.name} failed: {type(exc).__name__}: {exc}")
 
             # Parquet encoding releases the GIL: stage files in parallel, as workers would.
             jobs = [(i, r, c) for i, r, c in zip(members, rates, columns) if c is not None]
@@ -339,7 +349,8 @@ class BatchedEngine:
             result = FileResult(**_fields(decoded))
             if i in failed:
                 _drop_staged(result)
-                result.row.update(status="error", error_kind="extract", error=failed[i])
+                kind, message = failed[i]
+                result.row.update(status="error", error_kind=kind, error=message)
                 result = FileResult(result.file_id, result.row, {}, result.clear_tables)
             on_result(result)
 
@@ -356,8 +367,8 @@ class BatchedEngine:
         sink = PartWriter(self.staging_path(decoded.file_id, ext.table), schema)
         try:
             for batch in batches:
-                sink.write(_with_file_id(batch, decoded.file_id, schema))
-            decoded.staged[ext.table] = sink.commit(sync=False)
+                _stage(sink, _with_file_id(batch, decoded.file_id, schema))
+            decoded.staged[ext.table] = _stage(sink, None)
             decoded.rows[ext.table] = sink.rows
         except BaseException:
             sink.abort()
