@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from audiokit import __version__
 from audiokit.config import SCHEMA_VERSION, Config, load_config

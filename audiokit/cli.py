@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -29,15 +28,15 @@ def _fail(message: str, code: int) -> None:
 
 @app.command()
 def extract(
-    inputs: List[str] = typer.Argument(None, help="Directories (walked recursively), files or globs."),
+    inputs: list[str] = typer.Argument(None, help="Directories (walked recursively), files or globs."),
     out: Path = typer.Option(..., "-o", "--out", help="Output dataset directory."),
-    config: Optional[Path] = typer.Option(None, "-c", "--config", help="TOML config (default: configs/default.toml)."),
-    extractors: Optional[str] = typer.Option(None, "-x", "--extractors", help="Comma-separated extractors to run, e.g. mfcc,spectral."),
-    set_: List[str] = typer.Option([], "--set", help="Override a parameter: SECTION.PARAM=VALUE (repeatable)."),
-    files_from: Optional[str] = typer.Option(None, "--files-from", help="Read paths, one per line, from FILE ('-' = stdin)."),
-    include: List[str] = typer.Option([], "--include", help="Only files whose relative path or name matches this glob."),
-    exclude: List[str] = typer.Option([], "--exclude", help="Skip files whose relative path or name matches this glob."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: number of cores)."),
+    config: Path | None = typer.Option(None, "-c", "--config", help="TOML config (default: configs/default.toml)."),
+    extractors: str | None = typer.Option(None, "-x", "--extractors", help="Comma-separated extractors to run, e.g. mfcc,spectral."),
+    set_: list[str] = typer.Option([], "--set", help="Override a parameter: SECTION.PARAM=VALUE (repeatable)."),
+    files_from: str | None = typer.Option(None, "--files-from", help="Read paths, one per line, from FILE ('-' = stdin)."),
+    include: list[str] = typer.Option([], "--include", help="Only files whose relative path or name matches this glob."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Skip files whose relative path or name matches this glob."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: number of cores)."),
     backend: str = typer.Option("numpy", "--backend", help="numpy or torch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (torch backend)."),
     force: bool = typer.Option(False, "--force", help="Recompute every file, even unchanged ones."),

@@ -12,9 +12,10 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from audiokit.errors import ConfigError
 

@@ -13,8 +13,9 @@ import hashlib
 import os
 import stat
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TextIO
+from typing import TextIO
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ class TerminalProgress(Progress):
         self._audio_s = 0.0
 
     def start(self, files) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
 
         self._progress = Bar(
             TextColumn("[bold]extract"),

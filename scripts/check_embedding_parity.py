@@ -32,8 +32,8 @@ import soxr
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audiokit.config import load_config
-from audiokit.extractors import REGISTRY
+from audiokit.config import load_config  # noqa: E402 (after a guarded import)
+from audiokit.extractors import REGISTRY  # noqa: E402 (after a guarded import)
 
 
 def load(path: Path, sr: int) -> np.ndarray:
@@ -87,7 +87,7 @@ def check_ge2e(data: Path, count: int) -> list[float]:
         ours = our_rows(["embeddings.model=ge2e", "embeddings.window_s=1.6", "embeddings.hop_s=0.8"], wav, 160000)
         by_start = {round(r["start_s"] * 16000): r for r in ours}
         file_cos = []
-        for i, (vec, sl) in enumerate(zip(partials, slices)):
+        for vec, sl in zip(partials, slices):
             row = by_start.get(sl.start)
             if row is None:
                 continue

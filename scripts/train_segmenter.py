@@ -35,7 +35,7 @@ import soxr
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from audiokit.models.segmenter import (
+from audiokit.models.segmenter import (  # noqa: E402 (after a guarded import)
     CLASSES,
     DECISION_SECONDS,
     N_FEATURES,

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_cli, run_json, tone, write_audio
 
 AUDIO = sorted(["a/tone.wav", "a/tone.flac", "b/tone.ogg", "b/tone.mp3"])

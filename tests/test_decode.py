@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone, write_audio, write_av
 
 from audiokit.audio import Resampler, apply_channel_policy, open_audio
 from audiokit.errors import DecodeError
-from conftest import tone, write_audio, write_av
 
 
 def decode_all(path, block=4096):

@@ -14,7 +14,6 @@ import time
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
-
 from conftest import REPO, peak_tree_rss, run_json, tone, write_audio
 from plugins.faulty import MARK
 

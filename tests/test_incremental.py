@@ -9,7 +9,6 @@ import time
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-
 from conftest import run_cli, run_json, tone, write_audio
 
 

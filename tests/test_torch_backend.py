@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from audiokit.extractors import REGISTRY
-from audiokit.extractors.batched import compute_batch
-from tests.conftest import run_cli, run_json, tone, write_audio
+from audiokit.extractors import REGISTRY  # noqa: E402 (after a guarded import)
+from audiokit.extractors.batched import compute_batch  # noqa: E402 (after a guarded import)
+from tests.conftest import run_cli, run_json, tone, write_audio  # noqa: E402 (after a guarded import)
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = [

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -146,7 +146,7 @@ class AudioReader:
     def close(self) -> None:
         self._backend.close()
 
-    def __enter__(self) -> "AudioReader":
+    def __enter__(self) -> AudioReader:
         return self
 
     def __exit__(self, *exc) -> None:

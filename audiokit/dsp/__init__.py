@@ -9,12 +9,12 @@ from audiokit.dsp.cepstrum import dct_matrix, lifter_weights, power_to_db
 from audiokit.dsp.framing import StreamFramer, frame, n_frames
 from audiokit.dsp.mel import fft_frequencies, hz_to_mel, mel_filterbank, mel_frequencies, mel_to_hz
 from audiokit.dsp.spectral import (
+    frame_rms,
+    frame_zcr,
     spectral_bandwidth,
     spectral_centroid,
     spectral_flatness,
     spectral_rolloff,
-    frame_rms,
-    frame_zcr,
 )
 from audiokit.dsp.spectrum import magnitude_spectrum, stft_window
 

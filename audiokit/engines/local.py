@@ -13,9 +13,9 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Callable
 
 from audiokit.config import Config
 from audiokit.extractors import REGISTRY

@@ -9,15 +9,16 @@ and returns Arrow record batches (every column but `file_id`, which the pipeline
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-REGISTRY: dict[str, type["Extractor"]] = {}
+REGISTRY: dict[str, type[Extractor]] = {}
 
 
-def register(cls: type["Extractor"]) -> type["Extractor"]:
+def register(cls: type[Extractor]) -> type[Extractor]:
     """Class decorator: make an extractor available by its `name`."""
     if cls.name in REGISTRY:
         raise ValueError(f"extractor {cls.name!r} registered twice")

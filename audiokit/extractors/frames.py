@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from typing import ClassVar, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -77,7 +78,7 @@ class FrameExtractor(Extractor):
             + self.feature_fields()
         )
 
-    def start(self, channels: int, sample_rate: int) -> "FrameStream":
+    def start(self, channels: int, sample_rate: int) -> FrameStream:
         return FrameStream(self, channels, sample_rate)
 
 

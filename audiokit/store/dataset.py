@@ -29,7 +29,6 @@ from audiokit.store.lock import OutputLock
 from audiokit.store.parts import TMP_SUFFIX, PartWriter, fsync_dir, iter_batches, new_part_name
 from audiokit.store.schema import FILES_SCHEMA, FILES_TABLE, META_DIR, part_file_ids, part_metadata
 
-
 OWN_PART_BYTES = 4 << 20
 
 
@@ -57,7 +56,7 @@ class Dataset:
 
     # -- opening -----------------------------------------------------------------------------
 
-    def open(self) -> "Dataset":
+    def open(self) -> Dataset:
         try:
             os.makedirs(self.staging_dir, exist_ok=True)
             probe = os.path.join(self.meta_dir, f".probe{TMP_SUFFIX}")
@@ -79,7 +78,7 @@ class Dataset:
     def close(self) -> None:
         self._lock.release()
 
-    def __enter__(self) -> "Dataset":
+    def __enter__(self) -> Dataset:
         return self.open()
 
     def __exit__(self, *exc) -> None:
