@@ -167,14 +167,19 @@ def extract(
                     engine.stop()
             pending.append(result)
             progress.advance(by_id[result.file_id], result)
-            if len(pending) >= COMMIT_EVERY_FILES or time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
+            if len(pending) >= COMMIT_EVERY_FILES:
+                commit()
+
+        def on_tick() -> None:
+            # Finished files become visible within seconds, even while a long file is running.
+            if pending and time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
                 commit()
 
         progress.start([t.file for t in work.tasks])
         stop_signal: list[int] = []
         with _stop_on_signals(lambda signum: (stop_signal.append(signum), engine.stop())):
             try:
-                engine.run(work.tasks, on_result)
+                engine.run(work.tasks, on_result, on_tick)
             finally:
                 try:
                     commit()

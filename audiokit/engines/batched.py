@@ -231,8 +231,13 @@ class BatchedEngine:
             self.max_batch_frames = min(sizes, default=1)
         return self.max_batch_frames
 
-    def run(self, tasks: list[Task], on_result: Callable[[FileResult], None]) -> None:
+    def run(
+        self, tasks: list[Task], on_result: Callable[[FileResult], None], on_tick: Callable[[], None] | None = None
+    ) -> None:
         """Decode in the worker pool (this thread), compute and hand on results in another.
+
+        `on_tick` is not called: results (and so commits) already come from the compute thread
+        at least every `max_wait_s`, and calling the caller from two threads would race.
 
         Every result goes through the compute thread in arrival order, so `on_result` is only
         ever called from one thread. The pool blocks when decoded samples worth more than two

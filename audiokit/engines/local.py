@@ -153,7 +153,14 @@ class LocalEngine:
             return max(run.min_file_timeout, self.seconds_per_hour)
         return max(run.min_file_timeout, duration_s / 3600.0 * self.seconds_per_hour)
 
-    def run(self, tasks: list[Task], on_result: Callable[[FileResult], None]) -> None:
+    def run(
+        self,
+        tasks: list[Task],
+        on_result: Callable[[FileResult], None],
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Process `tasks`, calling `on_result` for each; `on_tick` about once a second, so the
+        caller can commit finished files even while a slow file holds a worker."""
         queue = deque(sorted(tasks, key=lambda t: t.file.size_bytes, reverse=True))
         workers = [self._spawn() for _ in range(min(self.n_workers, len(queue)))]
         next_id = 0
@@ -171,6 +178,8 @@ class LocalEngine:
                 now = time.monotonic()
                 timeout = max(0.0, min(w.deadline for w in busy) - now)
                 ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=min(timeout, 1.0))
+                if on_tick is not None:
+                    on_tick()
                 for i, w in enumerate(workers):
                     if w.task is None:
                         continue
