@@ -59,9 +59,9 @@ def vectors(table: pa.Table, column: str) -> np.ndarray:
 MEL_SETTINGS = [
     {},
     {"n_mfcc": 40, "n_fft": 512, "hop_length": 160, "n_mels": 64, "fmin": 20.0, "fmax": 7600.0},
-    {"htk": True, "lifter": 22.0, "win_length": 1024, "norm": None},
+    {"htk": True, "lifter": 22.0, "win_length": 1024, "mel_norm": None},
     {"n_fft": 1024, "hop_length": 256, "center": False, "n_mels": 40, "n_mfcc": 13},
-    {"n_fft": 2048, "hop_length": 300, "pad_mode": "edge", "top_db": None, "dct_norm": None},
+    {"n_fft": 2048, "hop_length": 300, "pad_mode": "edge", "top_db": None, "norm": None},
 ]
 
 
@@ -73,8 +73,8 @@ def test_mfcc_matches_librosa(settings_, sr):
     y = signal(sr, 2.3)
     ours = run_extractor("mfcc", y, sr, **settings_)
     p = dict(settings_)
-    mel_norm = p.pop("norm", "slaney")
-    dct_norm = p.pop("dct_norm", "ortho")
+    mel_norm = p.pop("mel_norm", "slaney")
+    dct_norm = p.pop("norm", "ortho")
     top_db = p.pop("top_db", 80.0)
     n_mfcc = p.pop("n_mfcc", 20)
     lifter = p.pop("lifter", 0.0)
@@ -96,7 +96,8 @@ def test_mfcc_default_call_matches_librosa_mfcc():
 def test_logmel_matches_librosa(settings_):
     sr = 16000
     y = signal(sr, 1.7, seed=2)
-    p = {k: v for k, v in settings_.items() if k not in ("n_mfcc", "lifter", "dct_norm")}
+    # logmel's `norm` is the filterbank's (librosa.feature.melspectrogram); mfcc calls it mel_norm.
+    p = {("norm" if k == "mel_norm" else k): v for k, v in settings_.items() if k not in ("n_mfcc", "lifter", "norm")}
     ours = vectors(run_extractor("logmel", y, sr, **p), "logmel")
     norm = p.pop("norm", "slaney")
     ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, norm=norm, **p), top_db=80.0).T

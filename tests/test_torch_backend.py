@@ -49,13 +49,13 @@ PARAM_SETS = {
         },
         {
             "htk": True,
-            "norm": None,
+            "mel_norm": None,
             "lifter": 22.0,
             "top_db": None,
             "win_length": 1024,
             "window": "hamming",
         },
-        {"center": False, "power": 1.0, "top_db": 40.0, "dct_norm": None, "n_mels": 64},
+        {"center": False, "power": 1.0, "top_db": 40.0, "norm": None, "n_mels": 64},
         {"pad_mode": "edge", "top_db": 40.0, "ref": 10.0, "hop_length": 300},
     ],
     "logmel": [

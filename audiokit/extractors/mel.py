@@ -44,12 +44,22 @@ class MelParams(StftParams):
     amin: float = param(1e-10, "floor before the logarithm")
     top_db: float | None = param(80.0, "floor at the file's peak minus this many dB; none = no floor")
 
+    @property
+    def filter_norm(self) -> str | None:
+        return self.norm
+
 
 @dataclass(frozen=True)
 class MfccParams(MelParams):
     n_mfcc: int = param(20, "number of cepstral coefficients")
     dct_type: int = param(2, "DCT type (only 2 is supported)", choices=(2,))
-    dct_norm: str | None = param("ortho", "DCT normalisation", choices=("ortho", None))
+    # As in librosa.feature.mfcc: `norm` is the DCT's, `mel_norm` the filterbank's.
+    norm: str | None = param("ortho", "DCT normalisation: ortho or none", choices=("ortho", None))
+    mel_norm: str | None = param("slaney", "mel filter normalisation: slaney or none", choices=("slaney", None))
+
+    @property
+    def filter_norm(self) -> str | None:
+        return self.mel_norm
     lifter: float = param(0.0, "cepstral liftering (0 = none)")
 
 
@@ -64,7 +74,7 @@ class _MelExtractor(FrameExtractor):
         self.peak_floor_db = p.top_db
         self.window = stft_window(p.n_fft, p.win_length, p.window)
         self.mel_basis = mel_filterbank(
-            sr=p.sr, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, htk=p.htk, norm=p.norm
+            sr=p.sr, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, htk=p.htk, norm=p.filter_norm
         )
         self.apply_mel = SparseFilterbank(self.mel_basis)
 
@@ -120,7 +130,7 @@ class Mfcc(_MelExtractor):
 
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
-        basis = dct_matrix(params.n_mfcc, params.n_mels, norm=params.dct_norm)
+        basis = dct_matrix(params.n_mfcc, params.n_mels, norm=params.norm)
         self.dct_t = np.ascontiguousarray((basis * lifter_weights(params.n_mfcc, params.lifter)[:, None]).T)
 
     def validate(self) -> None:
