@@ -94,8 +94,6 @@ def extract(
     writable) and Interrupted (SIGINT/SIGTERM, after committing finished files). Per-file
     problems never raise: they are rows with status `error`, counted in `failed`.
     """
-    from audiokit.engines.local import LocalEngine, default_workers
-
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc)
     progress = progress or Progress()
@@ -132,6 +130,8 @@ def extract(
                     summary.tables[table] = summary.tables.get(table, 0) + rows
             pending.clear()
             last_commit = time.monotonic()
+
+        from audiokit.engines.local import LocalEngine, default_workers
 
         engine_options = {
             "workers": workers or default_workers(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 
 # Periodic ("fftbins=True") windows as cosine sums; importing scipy.signal costs over a second
 # of start-up, so it is only imported for other window names.
@@ -40,11 +39,15 @@ def stft_window(n_fft: int, win_length: int | None = None, window: str = "hann")
 
 def magnitude_spectrum(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
     """`|rfft(frames * window)|` for `frames [shape=(..., T, n_fft)]` → `(..., T, n_fft//2+1)`, float32."""
+    import scipy.fft  # here, not at the top: a re-run with nothing to do never needs it
+
     spectrum = scipy.fft.rfft(frames * window, axis=-1)
     return np.abs(spectrum)
 
 
 def power_spectrum(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
     """`|rfft(frames * window)|**2`, float32 (librosa's `np.abs(S)**2`, and the fastest form)."""
+    import scipy.fft
+
     magnitude = np.abs(scipy.fft.rfft(frames * window, axis=-1))
     return np.square(magnitude, out=magnitude)

@@ -30,6 +30,7 @@ from audiokit.store.parts import TMP_SUFFIX, PartWriter, fsync_dir, iter_batches
 from audiokit.store.schema import FILES_SCHEMA, FILES_TABLE, META_DIR, part_file_ids, part_metadata
 
 OWN_PART_BYTES = 4 << 20
+STATE_COLUMNS = [name for name in FILES_SCHEMA.names if name != "processed_at"]
 
 
 @dataclass
@@ -121,13 +122,14 @@ class Dataset:
             where: dict[str, str] = {}
             for part in self._parts(table):
                 if table == FILES_TABLE:
-                    for row in pq.read_table(part).to_pylist():
+                    # The state needs no timestamps (and converting tz-aware ones imports pandas).
+                    for row in pq.ParquetFile(part).read(columns=STATE_COLUMNS).to_pylist():
                         self.files[row["file_id"]] = row
                         where[row["file_id"]] = part
                 else:
                     ids = part_file_ids(pq.read_schema(part).metadata)
                     if ids is None:
-                        ids = pq.read_table(part, columns=["file_id"]).column(0).unique().to_pylist()
+                        ids = pq.ParquetFile(part).read(columns=["file_id"]).column(0).unique().to_pylist()
                     for file_id in ids:
                         where[file_id] = part
             self.locations[table] = where
@@ -311,4 +313,4 @@ def read_files_table(root: str) -> pa.Table:
     parts = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".parquet")) if os.path.isdir(directory) else []
     if not parts:
         return FILES_SCHEMA.empty_table()
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+    return pa.concat_tables([pq.ParquetFile(p).read() for p in parts])
