@@ -50,6 +50,9 @@ class AudioConfig:
 class RunConfig:
     file_timeout: float = 600.0  # seconds per hour of audio
     min_file_timeout: float = 120.0
+    # --backend torch: longer files are computed in their decode worker, not shipped whole to
+    # the device process, so memory stays bounded whatever the length.
+    max_device_file_s: float = 600.0
 
 
 @dataclass(frozen=True)

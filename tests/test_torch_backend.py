@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -585,3 +586,39 @@ def test_disk_full_with_the_torch_backend_exits_3_and_blames_no_file(tmp_path):
         assert os.path.exists(out)
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path):
+    """A file over `run.max_device_file_s` is not shipped whole to the device process; its
+    worker computes it and the rows still equal the numpy backend's."""
+    corpus = tmp_path / "corpus"
+    write_audio(corpus / "long.flac", tone(22050, 6.0, freq=220.0, seed=3), 22050)
+    write_audio(corpus / "short.wav", tone(16000, 0.5, seed=4), 16000)
+    tables = {}
+    for backend in ("numpy", "torch"):
+        out = tmp_path / backend
+        code, summary, stderr = run_json(
+            "extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--backend", backend,
+            "--device", "cpu", "--set", "run.max_device_file_s=2", "--workers", "1",
+        )
+        assert code == 0 and summary["processed"] == 2, stderr
+        tables[backend] = {name: read_table(out, name) for name in ("files", "mfcc", "spectral")}
+    assert tables["numpy"]["files"]["status"].to_pylist() == ["ok", "ok"]
+    assert tables["torch"]["files"]["error_kind"].to_pylist() == [None, None]
+    for name in ("mfcc", "spectral"):
+        expected, actual = tables["numpy"][name], tables["torch"][name]
+        assert expected.num_rows == actual.num_rows > 250
+        for column in ("file_id", "channel", "frame", "time_s"):
+            assert expected[column].to_pylist() == actual[column].to_pylist()
+        for column in expected.schema.names[4:]:
+            assert_close_to_peak(as_array(expected[column]), as_array(actual[column]), column)
+    # The long file went through its worker's numpy path: bit-identical, unlike device rows.
+    long_id = tables["numpy"]["files"].filter(pc.equal(tables["numpy"]["files"]["relpath"], "long.flac"))["file_id"][0]
+    short_id = tables["numpy"]["files"].filter(pc.equal(tables["numpy"]["files"]["relpath"], "short.wav"))["file_id"][0]
+
+    def mfcc_of(backend, file_id):
+        table = tables[backend]["mfcc"]
+        return as_array(table.filter(pc.equal(table["file_id"], file_id))["mfcc"])
+
+    assert np.array_equal(mfcc_of("numpy", long_id), mfcc_of("torch", long_id))
+    assert not np.array_equal(mfcc_of("numpy", short_id), mfcc_of("torch", short_id))  # device-computed

@@ -24,8 +24,9 @@ Design (the smallest change to the local engine):
 - A batch that fails as a whole (say, out of device memory) is retried file by file; a file that
   still fails becomes an `extract` error row, and its other staged parts are dropped.
 - Decoded signals live in the caller's memory until their batch is computed, at most about one
-  device batch's worth plus one file: a multi-hour file is held whole (its samples as float32)
-  and computed in several device batches.
+  device batch's worth plus one file of at most `run.max_device_file_s` (600 s). A longer file
+  is not shipped: its worker computes it block by block with the per-file path (numpy, the same
+  rows within the backends' tolerance), so memory stays bounded on multi-hour recordings.
 - Files held when the run is stopped (SIGINT, `--fail-fast`) are abandoned, as files in flight
   are in the local engine: nothing of them is committed and the next run redoes them.
 """
@@ -46,6 +47,7 @@ import numpy as np
 from audiokit import __version__
 from audiokit.config import Config
 from audiokit.engines.local import LocalEngine
+from audiokit.errors import FileError
 from audiokit.extractors import REGISTRY
 from audiokit.extractors.base import Extractor
 from audiokit.extractors.frames import FrameExtractor
@@ -80,13 +82,29 @@ class DecodedFile(FileResult):
     deferred: tuple[str, ...] = ()  # extractors to compute from `signals`
 
 
-class _SignalCollector:
-    """A stream that keeps the blocks it is fed and emits no rows."""
+class _TooLongForDevice(FileError):
+    """A file's signal outgrew `run.max_device_file_s`: its worker computes it instead."""
 
     def __init__(self):
+        super().__init__(TOO_LONG_FOR_DEVICE, "longer than run.max_device_file_s")
+
+
+TOO_LONG_FOR_DEVICE = "too_long_for_device"  # never reaches a files row: the worker redoes the file
+
+
+class _SignalCollector:
+    """A stream that keeps the blocks it is fed (up to `max_samples`) and emits no rows."""
+
+    def __init__(self, max_samples: int):
         self.blocks: list[np.ndarray] = []
+        self.samples = 0
+        self.max_samples = max_samples
 
     def push(self, block: np.ndarray) -> list:
+        self.samples += block.shape[1]
+        if self.samples > self.max_samples:
+            self.blocks = []
+            raise _TooLongForDevice()
         self.blocks.append(np.array(block, dtype=np.float32, copy=True))
         return []
 
@@ -130,7 +148,8 @@ class _Deferred:
         self._processor.started.append(self.name)
         if sample_rate in collectors:
             return _NoRows()  # another frame extractor already keeps this rate's samples
-        collectors[sample_rate] = (_SignalCollector(), channels)
+        limit = int(self._processor.config.run.max_device_file_s * sample_rate)
+        collectors[sample_rate] = (_SignalCollector(limit), channels)
         return collectors[sample_rate][0]
 
 
@@ -145,6 +164,7 @@ class DecodingProcessor(FileProcessor):
         for name, ext in list(self.extractors.items()):
             if has_torch_twin(ext):
                 self.extractors[name] = _Deferred(ext, self)
+        self._whole_file: FileProcessor | None = None  # for files too long for the device
 
     def _sink(self, sinks, ext, file_id):
         if isinstance(ext, _Deferred):
@@ -160,6 +180,15 @@ class DecodingProcessor(FileProcessor):
         self.collectors, self.started = {}, []
         result = super().process(task, on_open)
         collectors, self.collectors = self.collectors, {}
+        if result.row["error_kind"] == TOO_LONG_FOR_DEVICE:
+            # Shipping a long recording's samples whole would hold them in two processes:
+            # compute this file here, block by block, with the per-file path (numpy; the same
+            # rows within the backends' tolerance) and memory stays bounded.
+            if self._whole_file is None:
+                self._whole_file = FileProcessor(
+                    self.config, staging_path=self.staging_path, backend="numpy", version=self.version
+                )
+            return self._whole_file.process(task, on_open)
         if result.row["status"] != "ok" or not self.started:
             return result
         signals = {
