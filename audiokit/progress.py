@@ -37,10 +37,12 @@ class TerminalProgress(Progress):
         if result.row["status"] == "ok":
             self._audio_s += result.row["duration_s"] or 0.0
         else:
+            from rich.markup import escape  # names and messages may hold [brackets]
+
+            row = result.row
             self._progress.console.print(
-                f"[yellow]error[/] {result.row['relpath']}: {result.row['error_kind']}: {result.row['error']}",
+                f"[yellow]error[/] {escape(row['relpath'])}: {row['error_kind']}: {escape(row['error'])}",
                 highlight=False,
-                markup=True,
             )
         task = self._progress.tasks[0]
         elapsed = task.elapsed or 0.0
@@ -48,7 +50,9 @@ class TerminalProgress(Progress):
         self._progress.update(self._task, advance=1, hours=self._audio_s / 3600.0, rate=rate)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning[/] {message}", highlight=False)
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]warning[/] {escape(message)}", highlight=False)
 
     def close(self) -> None:
         if self._progress is not None:
