@@ -104,7 +104,16 @@ def extract(
     if not inputs:
         raise ConfigError("no INPUT given: name directories, files or globs (or use --files-from)")
 
-    files = discover(inputs, extensions=config.input.extensions, include=include, exclude=exclude, on_warning=progress.warn)
+    missing: list[str] = []
+
+    def on_warning(message: str) -> None:
+        missing.append(message)
+        progress.warn(message)
+
+    files = discover(inputs, extensions=config.input.extensions, include=include, exclude=exclude, on_warning=on_warning)
+    if prune and (not files or any(m.startswith(("cannot read", "no file matches")) for m in missing)):
+        # An unmounted disk or a typo must not empty a dataset built over months.
+        raise ConfigError("--prune refused: an INPUT is missing or no audio was found, so every row would go")
     summary = RunSummary(files_seen=len(files), output=os.path.abspath(out))
     dataset = Dataset(out, version=__version__).open()
     try:

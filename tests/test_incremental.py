@@ -130,3 +130,11 @@ def test_a_second_run_on_a_held_output_exits_3(corpus, tmp_path):
         holder.wait()
     # The holder died: its flock went with it, the next run proceeds.
     assert run_cli("extract", str(corpus), "-o", str(out)).returncode == 0
+
+
+def test_prune_refuses_when_an_input_is_missing(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_json("extract", str(corpus), "-o", str(out))
+    proc = run_cli("extract", str(tmp_path / "unmounted"), "-o", str(out), "--prune")
+    assert proc.returncode == 2 and "--prune refused" in proc.stderr
+    assert len(rows(out, "files")) == 4
