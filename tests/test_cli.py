@@ -221,3 +221,10 @@ def test_unwritable_output_exits_3(corpus, tmp_path):
     blocker.write_text("a file where the output directory should be")
     proc = run_cli("extract", str(corpus), "-o", str(blocker / "out"))
     assert proc.returncode == 3 and "not writable" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["extract"], ["info"], ["extractors"], ["models"], ["models", "list"], ["models", "pull"]])
+def test_every_command_has_help(command):
+    proc = run_cli(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage" in proc.stdout and len(proc.stdout.strip().splitlines()) > 3
