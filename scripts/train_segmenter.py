@@ -6,11 +6,13 @@ music, singing (= music), noise/other), builds synthetic programmes from it the 
 and podcasts look (speech, music, speech over a music bed, noise, silence, in random order)
 with augmentation — gain, music beds 5–20 dB under speech, background noise, reverberation,
 band-limiting to 8 kHz sampling, tilt EQ, MP3/Vorbis round trips, several source sample
-rates — computes exactly the features inference computes (`audiokit.models.segmenter`) and
+rates; optionally synthetic a cappella voices / solo instrument lines as extra music and speed
+perturbation of speech (both off by default, so the defaults rebuild segmenter-v1) — computes exactly the features inference computes (`audiokit.models.segmenter`) and
 fits a small MLP with torch (training only; inference is numpy). Everything is seeded.
 
 usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/segmenter-v1.npz]
        [--programmes 150] [--epochs 14] [--members 3] [--fresh-data] [--hidden 96,48] [--seed 0]
+       [--synthetic-music 0.15] [--speech-perturb 0.5]
        python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz
 Make the manifest of licence-allowed recordings with scripts/make_segmenter_manifest.py.
 """
@@ -317,6 +319,132 @@ def singing_piece(rng, pools, n: int) -> np.ndarray:
     return voice
 
 
+# Vowel formants (F1, F2, F3 in Hz, roughly a low adult voice): sung vowels are held.
+VOWELS = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
+          (570, 840, 2410), (660, 1720, 2410), (440, 1020, 2240), (490, 1350, 1690)]
+SCALES = [(0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10), (0, 2, 4, 7, 9), (0, 3, 5, 7, 10)]
+
+
+def resonate(y: np.ndarray, freq: float, bandwidth: float, state=None):
+    """Two-pole resonator (a formant or an instrument body mode), unit gain at its peak."""
+    r = math.exp(-math.pi * bandwidth / SR)
+    a = [1.0, -2 * r * math.cos(2 * math.pi * freq / SR), r * r]
+    b = [1 - r]
+    if state is None:
+        state = np.zeros(2)
+    out, state = scipy.signal.lfilter(b, a, y, zi=state)
+    return out, state
+
+
+def melody(rng, n: int, low: float, high: float, notes: tuple[float, float], vibrato: float):
+    """A per-sample f0 track: notes of a scale, glides between them, delayed vibrato, drift;
+    also the note boundaries (sample indices) and a note-level loudness envelope."""
+    scale = SCALES[rng.integers(len(SCALES))]
+    tonic = math.exp(rng.uniform(math.log(low), math.log(high)))
+    degree = int(rng.integers(0, len(scale)))
+    f0 = np.empty(n)
+    envelope = np.zeros(n)
+    bounds = []
+    t = 0
+    while t < n:
+        length = min(n - t, int(SR * rng.uniform(*notes)))
+        degree = int(np.clip(degree + rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3]), -4, 9))
+        octave, step = divmod(degree, len(scale))
+        f0[t : t + length] = tonic * 2 ** (octave + scale[step] / 12)
+        attack = min(length // 2, int(SR * rng.uniform(0.01, 0.08)))
+        release = min(length // 2, int(SR * rng.uniform(0.03, 0.15)))
+        env = np.ones(length)
+        env[:attack] = np.linspace(0, 1, attack)
+        env[length - release :] = np.linspace(1, 0, release)
+        if rng.random() < 0.15:  # a breath between phrases
+            env[int(length * rng.uniform(0.5, 0.9)) :] = 0
+        envelope[t : t + length] = env * rng.uniform(0.6, 1.0)
+        bounds.append((t, t + length))
+        t += length
+    # glides (portamento): smooth log f0 with a one-pole filter of 20-100 ms
+    pole = math.exp(-1 / (SR * rng.uniform(0.02, 0.1)))
+    log_f0 = scipy.signal.lfilter([1 - pole], [1, -pole], np.log(f0), zi=[pole * math.log(f0[0])])[0]
+    time = np.arange(n) / SR
+    depth = vibrato * rng.uniform(0.3, 1.0) / 12 * math.log(2)  # semitones → natural log units
+    rate = rng.uniform(4.5, 7.0)
+    vib = np.sin(2 * np.pi * rate * time + rng.uniform(0, 6))
+    onset = np.zeros(n)  # vibrato grows in over each note
+    for start, end in bounds:
+        onset[start:end] = np.clip((np.arange(end - start) / SR - 0.15) / 0.3, 0, 1)
+    knots = int(n / SR / 0.25) + 2
+    drift = np.interp(time, np.arange(knots) * 0.25, rng.normal(0, 0.004, knots))
+    return np.exp(log_f0 + depth * vib * onset + drift), envelope, bounds
+
+
+def harmonic_source(rng, f0: np.ndarray, slope: float, odd_only: bool = False) -> np.ndarray:
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    out = np.zeros(len(f0))
+    top = int(7600 / f0.min())
+    for k in range(1, min(top, 60) + 1):
+        if odd_only and k % 2 == 0 and k > 1:
+            weight = 0.15
+        else:
+            weight = 1.0
+        amplitude = weight * k ** (-slope) * (k * f0 < 7600)
+        out += amplitude * np.sin(k * phase + rng.uniform(0, 6))
+    return out
+
+
+def sung_line(rng, n: int) -> np.ndarray:
+    """One synthetic sung voice: held vowels on a melody with vibrato, consonant onsets."""
+    low, high = (90, 260) if rng.random() < 0.5 else (180, 520)
+    f0, envelope, bounds = melody(rng, n, low, high, (0.25, 1.4), vibrato=rng.uniform(0.4, 2.0))
+    source = harmonic_source(rng, f0, slope=rng.uniform(0.8, 1.6))
+    source += rng.uniform(0.01, 0.08) * rng.standard_normal(n) * (source.std() + 1e-9)  # breath
+    out = np.zeros(n)
+    states = [None, None, None]
+    shift = rng.uniform(0.9, 1.25)  # vocal tract length
+    for start, end in bounds:
+        formants = VOWELS[rng.integers(len(VOWELS))]
+        segment = np.zeros(end - start)
+        for i, (freq, gain) in enumerate(zip(formants, (1.0, 0.6, 0.35))):
+            part, states[i] = resonate(source[start:end], freq * shift, rng.uniform(60, 150), states[i])
+            segment += gain * part
+        if rng.random() < 0.4:  # a consonant: a short noise burst at the note onset
+            burst = int(SR * rng.uniform(0.02, 0.07))
+            segment[:burst] += (
+                rng.standard_normal(min(burst, len(segment))) * segment.std() * rng.uniform(0.2, 0.8)
+            )
+        out[start:end] = segment
+    return out * envelope
+
+
+def instrument_line(rng, n: int) -> np.ndarray:
+    """One synthetic solo instrument line (wind/bowed-string-like): body resonances, little
+    or no vibrato, breath or bow noise, sometimes odd harmonics only (clarinet-like)."""
+    f0, envelope, _ = melody(
+        rng, n, *([(110, 330), (220, 880)][rng.integers(2)]), (0.12, 1.0),
+        vibrato=rng.uniform(0, 0.6) if rng.random() < 0.6 else 0.0,
+    )
+    source = harmonic_source(rng, f0, slope=rng.uniform(0.7, 2.2), odd_only=rng.random() < 0.3)
+    out = 0.3 * source
+    for _ in range(int(rng.integers(1, 4))):
+        part, _ = resonate(source, rng.uniform(300, 3500), rng.uniform(100, 600))
+        out += rng.uniform(0.3, 1.0) * part
+    out += rng.uniform(0.005, 0.05) * rng.standard_normal(n) * (out.std() + 1e-9)
+    return out * envelope
+
+
+def synthetic_music(rng, n: int) -> np.ndarray:
+    """Voices without accompaniment (a cappella, choirs) or small acoustic ensembles: the
+    music that looks most like speech to a frame classifier. Labelled music."""
+    sung = rng.random() < 0.6
+    voices = int(rng.choice([1, 1, 2, 3, 4]))
+    out = np.zeros(n)
+    for _ in range(voices):
+        line = sung_line(rng, n) if sung else instrument_line(rng, n)
+        out += line / (rms(line) + 1e-9) * rng.uniform(0.5, 1.0)
+    out = out.astype(np.float32)
+    if rng.random() < 0.6:
+        out = reverberate(rng, out)
+    return out
+
+
 def fade(y: np.ndarray, ms: float = 20) -> np.ndarray:
     n = min(len(y) // 2, int(SR * ms / 1000))
     if n > 0:
@@ -327,6 +455,21 @@ def fade(y: np.ndarray, ms: float = 20) -> np.ndarray:
     return y
 
 
+# share of speech pieces that are sped up or slowed down (--speech-perturb); 0 = v1
+SPEECH_PERTURB = [0.0]
+
+
+def speaker_perturb(rng, y: np.ndarray) -> np.ndarray:
+    """Speed perturbation (0.85-1.15 by resampling: tempo, pitch and formants move together),
+    so the few dozen training speakers stand in for more voices, rates and pitch ranges."""
+    # (no random draw when off: the default programmes stay those of segmenter-v1)
+    if SPEECH_PERTURB[0] <= 0 or rng.random() >= SPEECH_PERTURB[0]:
+        return y
+    return pitch_shift(rng, y, rng.uniform(-2.8, 2.4))
+
+
+# share of music pieces that are synthetic voices/solo lines (--synthetic-music); 0 = v1
+SYNTH_MUSIC = [0.0]
 KINDS = ["speech", "music", "speech_over_music", "noise", "silence"]
 KIND_WEIGHTS = [0.30, 0.28, 0.20, 0.12, 0.10]
 SPANS = {
@@ -349,13 +492,15 @@ def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float,
         prev = kind
         n = int(rng.uniform(*SPANS[kind]) * SR)
         if kind == "speech":
-            y = piece(rng, pools["speech"], n / SR, pauses=True)
+            y = speaker_perturb(rng, piece(rng, pools["speech"], n / SR, pauses=True))
+        elif kind == "music" and SYNTH_MUSIC[0] > 0 and rng.random() < SYNTH_MUSIC[0]:
+            y = synthetic_music(rng, n)
         elif kind == "music" and pools["singing"] and rng.random() < 0.2:
             y = singing_piece(rng, pools, n)
         elif kind == "music":
             y = piece(rng, pools["music"], n / SR, pauses=False)
         elif kind == "speech_over_music":
-            y = piece(rng, pools["speech"], n / SR, pauses=True)
+            y = speaker_perturb(rng, piece(rng, pools["speech"], n / SR, pauses=True))
             bed = piece(rng, pools["music"], len(y) / SR, pauses=False)
             bed = np.resize(bed, len(y))
             y = y + bed * (rms(y) / rms(bed)) * 10 ** (-rng.uniform(5, 20) / 20)
@@ -552,6 +697,18 @@ def main() -> int:
         metavar="NPZ",
         help="only merge trained weights files into one ensemble (--out)",
     )
+    ap.add_argument(
+        "--speech-perturb",
+        type=float,
+        default=0.0,
+        help="share of speech pieces given a random speed change (0.85-1.15)",
+    )
+    ap.add_argument(
+        "--synthetic-music",
+        type=float,
+        default=0.0,
+        help="share of music pieces that are synthetic sung or solo-instrument lines",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--version", default="segmenter-v1")
     args = ap.parse_args()
@@ -561,6 +718,8 @@ def main() -> int:
     if not args.manifest:
         ap.error("a manifest is needed (or --merge)")
 
+    SYNTH_MUSIC[0] = args.synthetic_music
+    SPEECH_PERTURB[0] = args.speech_perturb
     began = time.time()
     rng = np.random.default_rng(args.seed)
     pools, rows = load_pools(args.manifest, rng)
