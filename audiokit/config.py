@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import sys
-import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -218,8 +217,6 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
-    elif isinstance(hint, types.UnionType) or origin is typing.Union:  # pragma: no cover
-        return value
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
     suffix = " or none" if optional else ""
     raise ConfigError(f"{where} must be {expected}{suffix}, got {value!r}")

@@ -12,7 +12,6 @@ import glob
 import hashlib
 import os
 import stat
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
@@ -149,8 +148,6 @@ def _walk(root: str, exts: set[str], warn) -> Iterator[tuple[str, str, os.stat_r
         stack.extend(reversed(subdirs))
 
 
-def stdin_paths() -> list[str]:
-    return read_path_list(sys.stdin)
 
 
 __all__ = ["AudioFile", "discover", "make_file_id", "printable", "read_path_list"]

@@ -29,7 +29,6 @@ class TerminalProgress(Progress):
             console=self.console,
             transient=False,
         )
-        self._total_bytes = sum(f.size_bytes for f in files) or 1
         self._task = self._progress.add_task("extract", total=len(files), hours=0.0, rate="")
         self._progress.start()
 

@@ -105,7 +105,6 @@ class _PyAVReader:
             yield np.ascontiguousarray(data, dtype=np.float32)
         elif bad_packets:
             raise DecodeError(f"no packet could be decoded ({bad_packets} damaged): {last_error}")
-        self.skipped_packets = bad_packets
 
     def close(self) -> None:
         self._container.close()

@@ -44,7 +44,6 @@ class StreamFramer:
         self._buffer: np.ndarray | None = None  # samples from the next frame's start onwards
         self._last: np.ndarray | None = None  # last sample seen, for edge padding at the end
         self._skip = 0  # samples still to drop before the next frame starts (hop > frame_length)
-        self.frames_emitted = 0
 
     def _pad(self, edge: np.ndarray, channels: int, dtype) -> np.ndarray:
         width = self.frame_length // 2
@@ -100,5 +99,4 @@ class StreamFramer:
         # Keep only what later frames still need; copy so the big block can be freed.
         self._buffer = buffer[:, consumed:].copy() if consumed < available else self._empty(buffer)
         self._skip = max(0, consumed - available)
-        self.frames_emitted += count
         return segment

@@ -75,6 +75,11 @@ def key_columns() -> list[pa.Field]:
     return [pa.field("file_id", pa.string(), nullable=False), pa.field("channel", pa.int32(), nullable=False)]
 
 
+def span_columns() -> list[pa.Field]:
+    """The stretch of the file a row covers (segments, embeddings), in seconds."""
+    return [pa.field("start_s", pa.float64(), nullable=False), pa.field("end_s", pa.float64(), nullable=False)]
+
+
 def vector_type(size: int) -> pa.DataType:
     return pa.list_(pa.float32(), size)
 

@@ -22,6 +22,7 @@ from audiokit.extractors.base import (
     key_columns,
     param,
     register,
+    span_columns,
     vector_array,
     vector_type,
 )
@@ -85,9 +86,8 @@ class Embeddings(Extractor):
     def schema(self) -> pa.Schema:
         return pa.schema(
             key_columns()
+            + span_columns()
             + [
-                pa.field("start_s", pa.float64(), nullable=False),
-                pa.field("end_s", pa.float64(), nullable=False),
                 pa.field("model", pa.string(), nullable=False),
                 pa.field("embedding", vector_type(self.recipe.dim)),
             ]

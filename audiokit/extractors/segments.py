@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from audiokit.extractors.base import Extractor, key_columns, param, register
+from audiokit.extractors.base import Extractor, key_columns, param, register, span_columns
 from audiokit.models.segmenter import (
     CLASSES,
     DECISION_SECONDS,
@@ -254,9 +254,8 @@ class Segments(_SegmenterBase):
     def schema(self) -> pa.Schema:
         return pa.schema(
             key_columns()
+            + span_columns()
             + [
-                pa.field("start_s", pa.float64(), nullable=False),
-                pa.field("end_s", pa.float64(), nullable=False),
                 pa.field("label", pa.string(), nullable=False),
                 pa.field("confidence", pa.float32(), nullable=False),
             ]

@@ -172,11 +172,6 @@ class Dataset:
                 _unlink_quiet(path)
         pa.default_memory_pool().release_unused()  # keep the writer's footprint flat
 
-    def discard(self, results: list[FileResult]) -> None:
-        for r in results:
-            for path in r.staged.values():
-                _unlink_quiet(path)
-
     def prune(self, keep: set[str], *, config: dict, config_hash: str) -> int:
         """Remove every row of files not in `keep`; returns how many files went."""
         gone = [f for f in self.files if f not in keep]
