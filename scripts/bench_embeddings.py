@@ -2,6 +2,7 @@
 
     python scripts/bench_embeddings.py [--model ge2e|cnn14|all] [--files 8] [--seconds 60]
                                        [--workers 2] [--device cpu] [--long-hours 0]
+                                       [--backend numpy|torch]
                                        [--set embeddings.batch_size=64 ...]
 
 Writes `--files` WAV files of `--seconds` each (44.1 kHz, tone + noise: the cost of these
@@ -9,6 +10,10 @@ models does not depend on the content) and runs `audiokit extract -x embeddings`
 subprocess, with the model's default windows. `--long-hours H` adds one file of H hours (FLAC)
 to show that memory stays bounded. cnn14 uses random weights of the official shape when its
 checkpoint has not been pulled (same cost). Prints one line per model.
+
+`--backend numpy` embeds each file in its worker; `--backend torch` has the workers cut windows
+and one process run the model on windows packed across files (many short files: e.g.
+`--files 400 --seconds 2`).
 """
 
 from __future__ import annotations
@@ -57,10 +62,10 @@ def random_cnn14(path: Path) -> Path:
     return path
 
 
-def run(model: str, corpus: Path, out: Path, workers: int, device: str, extra: list[str]) -> dict:
+def run(model: str, corpus: Path, out: Path, workers: int, device: str, backend: str, extra: list[str]) -> dict:
     args = [sys.executable, "-m", "audiokit", "extract", str(corpus), "-o", str(out), "-x", "embeddings",
             "--workers", str(workers), "--json", "--set", f"embeddings.model={model}",
-            "--set", f"embeddings.device={device}"]
+            "--set", f"embeddings.device={device}", "--backend", backend, "--device", device]
     for setting in extra:
         args += ["--set", setting]
     started = time.monotonic()
@@ -79,6 +84,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy")
     parser.add_argument("--long-hours", type=float, default=0.0)
     parser.add_argument("--set", dest="settings", action="append", default=[], help="extra embeddings.X=Y")
     args = parser.parse_args()
@@ -97,11 +103,11 @@ def main() -> int:
                 if PannsCnn14().default_weights() is None:
                     extra.append(f"embeddings.weights={random_cnn14(tmp / 'cnn14-random.pth')}")
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            result = run(model, corpus, tmp / f"out-{model}", args.workers, args.device, extra)
+            result = run(model, corpus, tmp / f"out-{model}", args.workers, args.device, args.backend, extra)
             peak_mb = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
             print(
-                f"{model}: {audio_s / 3600:.2f} h of audio in {result['wall_s']:.1f} s with {args.workers} workers "
-                f"on {args.device} = {audio_s / result['wall_s']:.0f}x real time, "
+                f"{model}: {audio_s / 3600:.2f} h of audio ({args.files} files) in {result['wall_s']:.1f} s with "
+                f"{args.workers} workers, --backend {args.backend} on {args.device} = {audio_s / result['wall_s']:.0f}x real time, "
                 f"{result['rows'] / result['wall_s']:.1f} windows/s ({result['rows']} windows), "
                 f"peak process RSS {peak_mb:.0f} MB (cores: {os.cpu_count()})"
             )

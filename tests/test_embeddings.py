@@ -209,12 +209,80 @@ def test_long_file_memory_is_bounded():
     for _ in range(36):  # 6 minutes
         batches = stream.push((0.05 * rng.standard_normal((1, block))).astype(np.float32))
         rows += sum(b.num_rows for b in batches)
-        peak_units = max(peak_units, stream.buffer.shape[1])
+        peak_units = max(peak_units, stream.windower.buffer.shape[1])
         peak_pending = max(peak_pending, len(stream.pending))
     rows += sum(b.num_rows for b in stream.finish())
     assert rows == 225  # 360 s / 1.6 s
     assert peak_units <= 160 + 1  # less than one window of mel frames is ever held
     assert peak_pending < 8
+
+
+# --------------------------------------------------------------------------------------------
+# `--backend torch`: windows of many files share the model's forward passes
+
+
+@needs_ge2e
+def test_torch_backend_matches_numpy_and_repeats_bit_for_bit(tmp_path: Path):
+    corpus = tmp_path / "in"
+    for i, seconds in enumerate((0.1, 0.7, 1.6, 2.5, 4.1, 9.3)):
+        rate = (8000, 16000, 22050, 44100)[i % 4]
+        write_audio(corpus / f"f{i}.flac", tone(rate, seconds, freq=150.0 + 40 * i, channels=1 + i % 2, seed=i), rate)
+    tables = {}
+    for name, options in {
+        "numpy": ["--workers", "1"],
+        "torch2": ["--backend", "torch", "--device", "cpu", "--workers", "2"],
+        "torch1": ["--backend", "torch", "--device", "cpu", "--workers", "1"],
+        # Windows worth more than twice the samples of 0.5 s: embedded in their worker instead.
+        "capped": ["--backend", "torch", "--device", "cpu", "--workers", "1", "--set", "run.max_device_file_s=0.5"],
+    }.items():
+        code, summary, err = run_json("extract", str(corpus), "-o", str(tmp_path / name), "-x", "embeddings",
+                                      "--set", "embeddings.device=cpu", *options)
+        assert code == 0 and summary["processed"] == 6, err
+        tables[name] = rows_by_file(tmp_path / name)
+    for file, rows in tables["numpy"].items():
+        spans = [(r["channel"], r["start_s"], r["end_s"]) for r in rows]
+        vectors = {name: np.array([r["embedding"] for r in t[file]], dtype=np.float32) for name, t in tables.items()}
+        for name, t in tables.items():
+            assert [(r["channel"], r["start_s"], r["end_s"]) for r in t[file]] == spans, (name, file)
+            np.testing.assert_allclose(vectors[name], vectors["numpy"], atol=1e-5, err_msg=f"{name} {file}")
+        # Each window's vector does not depend on which files shared its batch.
+        assert vectors["torch1"].tobytes() == vectors["torch2"].tobytes(), file
+        # The longest files took the per-file path in the worker, as the numpy backend does.
+        if file in ("f4.flac", "f5.flac"):
+            assert vectors["capped"].tobytes() == vectors["numpy"].tobytes(), file
+    # Stereo is mixed down (the default channel policy); 1.6 s windows every 0.8 s.
+    assert [len(tables["numpy"][f"f{i}.flac"]) for i in range(6)] == [1, 1, 1, 3, 5, 11]
+
+
+@needs_torch
+def test_torch_backend_packs_windows_of_many_files_into_one_batch(tmp_path: Path):
+    import torch
+
+    class _BatchProbe(torch.nn.Module):
+        """Per window: its mean, the batch size and how many windows of the batch hold audio."""
+
+        def forward(self, x):
+            filled = (x.abs().amax(dim=1) > 0).sum().float()
+            size = torch.full((x.shape[0],), float(x.shape[0]))
+            return torch.stack([x.mean(dim=1), size, filled.expand(x.shape[0])], dim=1)
+
+    torch.jit.script(_BatchProbe()).save(str(tmp_path / "probe.pt"))
+    card = write_card(tmp_path / "probe.toml", "probe.pt", name="probe", dim=3)
+    for i in range(10):  # 0.3 s each: one window per file
+        write_audio(tmp_path / "in" / f"c{i}.wav", tone(8000, 0.3, freq=100.0 + 10 * i, seed=i), 8000)
+    probes = {}
+    for backend in ("numpy", "torch"):
+        code, _, err = run_json("extract", str(tmp_path / "in"), "-o", str(tmp_path / backend), "-x", "embeddings",
+                                "--set", f"embeddings.model={card}", "--set", "embeddings.batch_size=4",
+                                "--backend", backend, "--device", "cpu", "--workers", "2")
+        assert code == 0, err
+        rows = rows_by_file(tmp_path / backend)
+        assert sorted(rows) == [f"c{i}.wav" for i in range(10)]
+        probes[backend] = np.array([r["embedding"] for name in sorted(rows) for r in rows[name]])
+    np.testing.assert_allclose(probes["torch"][:, 0], probes["numpy"][:, 0], atol=1e-7)  # same windows
+    assert set(probes["numpy"][:, 1]) == {1.0} and set(probes["numpy"][:, 2]) == {1.0}  # a file at a time
+    assert set(probes["torch"][:, 1]) == {4.0}  # every forward pass is a full batch
+    assert probes["torch"][:, 2].max() == 4.0  # holding windows of four files
 
 
 # --------------------------------------------------------------------------------------------

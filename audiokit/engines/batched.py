@@ -50,6 +50,7 @@ from audiokit.engines.local import LocalEngine
 from audiokit.errors import FileError
 from audiokit.extractors import REGISTRY
 from audiokit.extractors.base import Extractor
+from audiokit.extractors.embeddings import EmbeddingRows, Embeddings, Window, Windower, embed_across_files
 from audiokit.extractors.frames import FrameExtractor
 from audiokit.pipeline import (
     OUTPUT_FAILURE,
@@ -64,6 +65,7 @@ from audiokit.store.parts import PartWriter
 from audiokit.store.schema import part_metadata
 
 MAX_WAIT_S = 5.0
+WINDOW_BYTES_PER_FLUSH = 64 << 20  # embedding windows gathered before the model runs on them
 STAGE_THREADS = 4
 _END = object()  # end of the run, for the compute thread
 
@@ -74,12 +76,28 @@ def has_torch_twin(ext: Extractor) -> bool:
     )
 
 
+def runs_on_device(ext: Extractor) -> bool:
+    """Computed in the caller's process, batched across files: frame features with a torch
+    twin, and embedding models (their windows are cut in the workers)."""
+    return has_torch_twin(ext) or isinstance(ext, Embeddings)
+
+
+@dataclass
+class FileWindows:
+    """One file's embedding windows, cut by a worker, for the caller's model."""
+
+    channels: int
+    duration_s: float
+    windows: list[Window]
+
+
 @dataclass
 class DecodedFile(FileResult):
     """A file decoded by a worker whose frame features are still to be computed."""
 
     signals: dict[int, np.ndarray] = field(default_factory=dict)  # rate -> (channels, n) float32
-    deferred: tuple[str, ...] = ()  # extractors to compute from `signals`
+    windows: dict[str, FileWindows] = field(default_factory=dict)  # embeddings extractor -> windows
+    deferred: tuple[str, ...] = ()  # extractors to compute from `signals` or `windows`
 
 
 class _TooLongForDevice(FileError):
@@ -117,6 +135,36 @@ class _SignalCollector:
         return np.concatenate(self.blocks, axis=1)
 
 
+class _WindowCollector:
+    """A stream that cuts a file's embedding windows (front end included) and keeps them, up to
+    `max_bytes`, for the caller's model; it emits no rows."""
+
+    def __init__(self, ext: Embeddings, channels: int, max_bytes: int):
+        self.windower = Windower(ext, channels)
+        self.channels = channels
+        self.windows: list[Window] = []
+        self.nbytes = 0
+        self.max_bytes = max_bytes
+
+    def push(self, block: np.ndarray) -> list:
+        self._keep(self.windower.push(block))
+        return []
+
+    def finish(self) -> list:
+        self._keep(self.windower.finish())
+        return []
+
+    def _keep(self, windows: list[Window]) -> None:
+        self.windows += windows
+        self.nbytes += sum(w.units.nbytes for w in windows)
+        if self.nbytes > self.max_bytes:
+            self.windows = []
+            raise _TooLongForDevice()
+
+    def result(self) -> FileWindows:
+        return FileWindows(self.channels, self.windower.duration_s, self.windows)
+
+
 class _NoSink:
     def write(self, data) -> None:
         raise AssertionError("a deferred extractor emitted rows in a decode worker")
@@ -134,9 +182,10 @@ class _NoRows:
 
 
 class _Deferred:
-    """Stands in for a frame extractor inside a decode worker: collects its rate's signal."""
+    """Stands in for a device extractor inside a decode worker: collects its rate's signal
+    (frame features) or its windows (embeddings)."""
 
-    def __init__(self, ext: FrameExtractor, processor: DecodingProcessor):
+    def __init__(self, ext: FrameExtractor | Embeddings, processor: DecodingProcessor):
         self.ext = ext
         self.name = ext.name
         self.table = ext.table
@@ -144,8 +193,14 @@ class _Deferred:
         self._processor = processor
 
     def start(self, channels: int, sample_rate: int):
-        collectors = self._processor.collectors
         self._processor.started.append(self.name)
+        if isinstance(self.ext, Embeddings):
+            # Up to twice the bytes of the samples of `max_device_file_s` (overlapping windows).
+            limit = 2 * 4 * channels * int(self._processor.config.run.max_device_file_s * sample_rate)
+            collector = _WindowCollector(self.ext, channels, limit)
+            self._processor.window_sets[self.name] = collector
+            return collector
+        collectors = self._processor.collectors
         if sample_rate in collectors:
             return _NoRows()  # another frame extractor already keeps this rate's samples
         limit = int(self._processor.config.run.max_device_file_s * sample_rate)
@@ -154,15 +209,17 @@ class _Deferred:
 
 
 class DecodingProcessor(FileProcessor):
-    """A worker's `FileProcessor` for the torch backend: frame features are left to the caller."""
+    """A worker's `FileProcessor` for the torch backend: frame features and embedding models
+    are left to the caller."""
 
     def __init__(self, config: Config, *, staging_path, backend: str = "torch", **kwargs):
         kwargs["device"] = "cpu"  # the device belongs to the caller's process
         super().__init__(config, staging_path=staging_path, backend="numpy", **kwargs)
         self.collectors: dict[int, tuple[_SignalCollector, int]] = {}
+        self.window_sets: dict[str, _WindowCollector] = {}
         self.started: list[str] = []
         for name, ext in list(self.extractors.items()):
-            if has_torch_twin(ext):
+            if runs_on_device(ext):
                 self.extractors[name] = _Deferred(ext, self)
         self._whole_file: FileProcessor | None = None  # for files too long for the device
 
@@ -173,13 +230,14 @@ class DecodingProcessor(FileProcessor):
 
     def _run(self, *args, **kwargs) -> None:
         # A decode that is retried with another decoder starts from the file's first sample.
-        self.collectors, self.started = {}, []
+        self.collectors, self.window_sets, self.started = {}, {}, []
         super()._run(*args, **kwargs)
 
     def process(self, task: Task, on_open=None) -> FileResult:
-        self.collectors, self.started = {}, []
+        self.collectors, self.window_sets, self.started = {}, {}, []
         result = super().process(task, on_open)
         collectors, self.collectors = self.collectors, {}
+        window_sets, self.window_sets = self.window_sets, {}
         if result.row["error_kind"] == TOO_LONG_FOR_DEVICE:
             # Shipping a long recording's samples whole would hold them in two processes:
             # compute this file here, block by block, with the per-file path (numpy; the same
@@ -194,7 +252,12 @@ class DecodingProcessor(FileProcessor):
         signals = {
             rate: collector.signal(channels) for rate, (collector, channels) in collectors.items()
         }
-        return DecodedFile(**_fields(result), signals=signals, deferred=tuple(self.started))
+        return DecodedFile(
+            **_fields(result),
+            signals=signals,
+            windows={name: c.result() for name, c in window_sets.items()},
+            deferred=tuple(self.started),
+        )
 
 
 def _fields(result: FileResult) -> dict:
@@ -220,10 +283,10 @@ class BatchedEngine:
         self.device = device
         self.max_batch_frames = max_batch_frames
         self.max_wait_s = max_wait_s
-        self._extractors: dict[str, FrameExtractor] | None = None  # built on first use
+        self._extractors: dict[str, FrameExtractor | Embeddings] | None = None  # built on first use
         self._resolved = config.to_dict()  # for the staged parts' metadata
         self._pending: list[DecodedFile] = []
-        self._pending_frames = 0
+        self._pending_load = 0.0  # in device batches (a flush at 1)
         self._oldest = 0.0
         self.batches = 0  # device batches computed, for benchmarks
         self.local = LocalEngine(
@@ -239,17 +302,20 @@ class BatchedEngine:
     def stop(self) -> None:
         self.local.stop()
 
-    def _frame_extractors(self) -> dict[str, FrameExtractor]:
-        """The chain's extractors that the caller computes (those with a torch twin)."""
+    def _device_extractors(self) -> dict[str, FrameExtractor | Embeddings]:
+        """The chain's extractors that the caller computes (see `runs_on_device`)."""
         if self._extractors is None:
             self._extractors = {}
             for name in self.config.chain:
                 ext = REGISTRY[name](self.config.params[name], backend="torch", device=self.device)
-                if has_torch_twin(ext):
+                if runs_on_device(ext):
                     self._extractors[name] = ext
         return self._extractors
 
-    def _flush_threshold(self) -> int:
+    def _frame_extractors(self) -> dict[str, FrameExtractor]:
+        return {n: e for n, e in self._device_extractors().items() if isinstance(e, FrameExtractor)}
+
+    def _batch_frames(self) -> int:
         if self.max_batch_frames is None:
             from audiokit.extractors.batched import default_max_frames
 
@@ -272,24 +338,24 @@ class BatchedEngine:
         ever called from one thread. The pool blocks when decoded samples worth more than two
         device batches wait, so host memory stays bounded when the device is the slower side.
         """
-        threshold = self._flush_threshold()
+        self._batch_frames()
         inbox: queue.Queue = queue.Queue()
         room = threading.Condition()
-        queued = [0]  # frames decoded but not yet computed
+        queued = [0.0]  # device batches decoded but not yet computed
         failure: list[BaseException] = []
 
         def on_worker_result(result: FileResult) -> None:
-            frames = self._frames_of(result) if isinstance(result, DecodedFile) else 0
+            load = self._load_of(result) if isinstance(result, DecodedFile) else 0.0
             with room:
-                room.wait_for(lambda: queued[0] < 2 * threshold or failure)
-                queued[0] += frames
+                room.wait_for(lambda: queued[0] < 2.0 or failure)
+                queued[0] += load
             inbox.put(result)
 
         def flush() -> None:
-            frames = self._pending_frames
+            load = self._pending_load
             self._flush(on_result)
             with room:
-                queued[0] -= frames
+                queued[0] -= load
                 room.notify_all()
 
         def compute_loop() -> None:
@@ -313,8 +379,8 @@ class BatchedEngine:
                     if not self._pending:
                         self._oldest = time.monotonic()
                     self._pending.append(item)
-                    self._pending_frames += self._frames_of(item)
-                    if self._pending_frames >= threshold:
+                    self._pending_load += self._load_of(item)
+                    if self._pending_load >= 1.0:
                         flush()
             except BaseException as exc:  # noqa: BLE001 - a commit that failed: stop the run, re-raise there
                 failure.append(exc)
@@ -331,44 +397,75 @@ class BatchedEngine:
             thread.join()
             for held in self._pending:  # abandoned: their staged parts are never committed
                 _drop_staged(held)
-            self._pending, self._pending_frames = [], 0
+            self._pending, self._pending_load = [], 0.0
         if failure:
             raise failure[0]
 
-    def _frames_of(self, decoded: DecodedFile) -> int:
-        hops = [e.hop_length for e in self._frame_extractors().values()] or [1]
-        return max(s.shape[0] * s.shape[1] for s in decoded.signals.values()) // min(hops) + 1
+    def _load_of(self, decoded: DecodedFile) -> float:
+        """A decoded file's share of a device batch: its frames, plus its embedding windows
+        (a batch holds at least four model batches of them, or `WINDOW_BYTES_PER_FLUSH`)."""
+        load = 0.0
+        if decoded.signals:
+            hops = [e.hop_length for e in self._frame_extractors().values()] or [1]
+            frames = max(s.shape[0] * s.shape[1] for s in decoded.signals.values()) // min(hops) + 1
+            load += frames / self.max_batch_frames
+        for name, held in decoded.windows.items():
+            if held.windows:
+                per_window = held.windows[0].units.nbytes
+                batch_size = self._device_extractors()[name].params.batch_size
+                load += len(held.windows) * per_window / max(WINDOW_BYTES_PER_FLUSH, 4 * batch_size * per_window)
+        return load
 
     def _flush(self, on_result: Callable[[FileResult], None]) -> None:
-        pending, self._pending, self._pending_frames = self._pending, [], 0
+        pending, self._pending, self._pending_load = self._pending, [], 0.0
         if not pending:
             return
         from audiokit.extractors.batched import compute_batch, record_batches
 
         failed: dict[int, tuple[str, str]] = {}  # pending index -> (error_kind, error)
-        for name, ext in self._frame_extractors().items():
+        for name, ext in self._device_extractors().items():
             members = [i for i, d in enumerate(pending) if name in d.deferred and i not in failed]
             if not members:
                 continue
-            rates = [ext.sample_rate or pending[i].row["sample_rate"] for i in members]
-            signals = [pending[i].signals[rate] for i, rate in zip(members, rates)]
+            if isinstance(ext, Embeddings):
+                inputs = [pending[i].windows[name] for i in members]
+
+                def compute(items, ext=ext):
+                    vectors = embed_across_files(ext, [held.windows for held in items])
+                    return list(zip(items, vectors))
+
+                def rows(payload, ext=ext):
+                    held, vectors = payload
+                    builder = EmbeddingRows(ext, held.channels)
+                    return builder.add(held.windows, vectors) + builder.finish(held.duration_s)
+
+            else:
+                rates = [ext.sample_rate or pending[i].row["sample_rate"] for i in members]
+                inputs = [(pending[i].signals[rate], rate) for i, rate in zip(members, rates)]
+
+                def compute(items, ext=ext):
+                    signals = [signal for signal, _rate in items]
+                    columns = compute_batch(ext, signals, max_frames=self.max_batch_frames)
+                    return [(cols, rate) for cols, (_signal, rate) in zip(columns, items)]
+
+                def rows(payload, ext=ext):
+                    return record_batches(ext, *payload)
+
             try:
-                columns = compute_batch(ext, signals, max_frames=self.max_batch_frames)
+                payloads = compute(inputs)
                 self.batches += 1
             except Exception:  # noqa: BLE001 - whatever broke the batch, retry file by file
-                columns = []
-                for i, signal in zip(members, signals):
+                payloads = []
+                for i, item in zip(members, inputs):
                     try:
-                        columns.extend(
-                            compute_batch(ext, [signal], max_frames=self.max_batch_frames)
-                        )
+                        payloads.extend(compute([item]))
                     except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
                         failed[i] = ("extract", f"{ext.name} failed: {type(exc).__name__}: {exc}")
-                        columns.append(None)
+                        payloads.append(None)
 
-            def stage(i: int, rate: int, cols: dict, ext=ext) -> None:
+            def stage(i: int, payload, ext=ext, rows=rows) -> None:
                 try:
-                    self._stage(pending[i], ext, record_batches(ext, cols, rate))
+                    self._stage(pending[i], ext, rows(payload))
                 except StagingError as exc:
                     # Not the file's fault (disk full, output gone): the writer stops the run.
                     failed[i] = (OUTPUT_FAILURE, str(exc))
@@ -376,7 +473,7 @@ class BatchedEngine:
                     failed[i] = ("extract", f"{ext.name} failed: {type(exc).__name__}: {exc}")
 
             # Parquet encoding releases the GIL: stage files in parallel, as workers would.
-            jobs = [(i, r, c) for i, r, c in zip(members, rates, columns) if c is not None]
+            jobs = [(i, payload) for i, payload in zip(members, payloads) if payload is not None]
             with ThreadPoolExecutor(max_workers=STAGE_THREADS) as pool:
                 list(pool.map(lambda job: stage(*job), jobs))
         for i, decoded in enumerate(pending):
@@ -388,7 +485,7 @@ class BatchedEngine:
                 result = FileResult(result.file_id, result.row, {}, result.clear_tables)
             on_result(result)
 
-    def _stage(self, decoded: DecodedFile, ext: FrameExtractor, batches: list) -> None:
+    def _stage(self, decoded: DecodedFile, ext: FrameExtractor | Embeddings, batches: list) -> None:
         if not batches:
             return
         meta = part_metadata(

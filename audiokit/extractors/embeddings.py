@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -71,7 +72,7 @@ class Embeddings(Extractor):
 
     @property
     def unit_hop(self) -> int:
-        return getattr(self.recipe, "unit_hop", 1)
+        return self.recipe.unit_hop
 
     @property
     def window_units(self) -> int:
@@ -136,19 +137,24 @@ class Embeddings(Extractor):
         return EmbeddingStream(self, channels)
 
 
-class EmbeddingStream:
-    """One file: front end → window buffer → batches of `batch_size` windows → rows.
+class Window(NamedTuple):
+    channel: int
+    start_s: float
+    end_s: float
+    units: np.ndarray  # (window, *unit_shape) float32: what the model's `run` takes per window
 
-    Holds at most one window plus one block of units and fewer than `batch_size` pending
-    windows, whatever the file's length. Batches fill in window order whatever the block
-    sizes, so the same file gives the same batches and, on CPU, bit-identical vectors.
+
+class Windower:
+    """One file's fixed windows: front end → window buffer → `Window`s in window order.
+
+    Holds at most one window plus one block of units, whatever the file's length. Needs the
+    recipe's front end only, not the model, so decode workers can cut windows for a model that
+    runs in another process (`--backend torch`).
     """
 
     def __init__(self, extractor: Embeddings, channels: int):
-        self.ext = extractor
-        self.model = extractor.loaded()
         self.channels = channels
-        self.frontend = self.model.stream_frontend() if self.model.stream_frontend else None
+        self.frontend = extractor.recipe.stream_frontend()
         self.window = extractor.window_units
         self.hop = extractor.hop_units
         self.unit_hop = extractor.unit_hop
@@ -157,32 +163,24 @@ class EmbeddingStream:
         self.buffer_start = 0
         self.next_window = 0
         self.samples = 0
-        self.pending: list[tuple[int, float, float, np.ndarray]] = []  # (channel, start_s, end_s, units)
         # A stream front end's frame t covers samples up to (t+1)*unit_hop only once frame t+1
         # exists: wait for it, so a window cut before the end never reaches past the file.
         self.lookahead = 1 if self.frontend else 0
-        self.pooling = extractor.params.pooling
-        self.pooled: list[np.ndarray | None] = [None] * channels
-        self.pooled_count = np.zeros(channels, dtype=np.int64)
 
-    def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
+    @property
+    def duration_s(self) -> float:
+        return self.samples / self.sample_rate
+
+    def push(self, block: np.ndarray) -> list[Window]:
         self.samples += block.shape[1]
         units = self.frontend.push(block) if self.frontend else block
-        return self._add(units, final=False)
+        return self._cut(units, final=False)
 
-    def finish(self) -> list[pa.RecordBatch]:
+    def finish(self) -> list[Window]:
         units = self.frontend.finish(self.channels) if self.frontend else None
-        batches = self._add(units, final=True)
-        if self.pooling != "none" and self.pooled_count.all():
-            stacked = np.stack(self.pooled)
-            if self.pooling == "mean":
-                stacked = stacked / self.pooled_count[:, None]
-            duration = self.samples / self.sample_rate
-            zeros = np.zeros(self.channels)
-            batches.append(self._rows(np.arange(self.channels), zeros, zeros + duration, stacked.astype(np.float32)))
-        return batches
+        return self._cut(units, final=True)
 
-    def _add(self, units: np.ndarray | None, final: bool) -> list[pa.RecordBatch]:
+    def _cut(self, units: np.ndarray | None, final: bool) -> list[Window]:
         if units is not None and units.shape[1]:
             units = np.asarray(units, dtype=np.float32)
             self.buffer = units if self.buffer is None else np.concatenate([self.buffer, units], axis=1)
@@ -195,6 +193,7 @@ class EmbeddingStream:
             # samples fill (the frame centred on the last sample).
             win, hop = self.window * self.unit_hop, self.hop * self.unit_hop
             last = 1 + max(0, math.ceil((self.samples - win) / hop))
+        windows = []
         while True:
             k = self.next_window
             first = k * self.hop
@@ -215,9 +214,9 @@ class EmbeddingStream:
             start = first * self.unit_hop / self.sample_rate
             end = (first + self.window) * self.unit_hop / self.sample_rate
             if final:
-                end = min(end, self.samples / self.sample_rate)
+                end = min(end, self.duration_s)
             for channel in range(self.channels):
-                self.pending.append((channel, start, end, piece[channel].copy()))
+                windows.append(Window(channel, start, end, piece[channel].copy()))
             self.next_window += 1
         # Drop what no later window needs.
         keep_from = self.next_window * self.hop
@@ -225,29 +224,44 @@ class EmbeddingStream:
             drop = min(keep_from - self.buffer_start, self.buffer.shape[1])
             self.buffer = self.buffer[:, drop:].copy()
             self.buffer_start += drop
-        batches = []
-        size = self.ext.params.batch_size
-        while len(self.pending) >= size or (final and self.pending):
-            chunk, self.pending = self.pending[:size], self.pending[size:]
-            batch = self._run(chunk)
-            if batch is not None:
-                batches.append(batch)
-        return batches
+        return windows
 
-    def _run(self, chunk: list[tuple[int, float, float, np.ndarray]]) -> pa.RecordBatch | None:
-        vectors = self.model.embed(np.stack([units for *_, units in chunk]))
-        if vectors.shape != (len(chunk), self.ext.recipe.dim):
-            raise ValueError(f"model {self.model.name} returned shape {vectors.shape}, expected (B, {self.ext.recipe.dim})")
-        channels = np.array([item[0] for item in chunk], dtype=np.int32)
+
+class EmbeddingRows:
+    """One file's rows from its windows' vectors: a row per window, or (pooling) one per channel
+    at the end. Vectors must come in window order, so pooled sums add up in the same order
+    whichever path computed them."""
+
+    def __init__(self, extractor: Embeddings, channels: int):
+        self.ext = extractor
+        self.channels = channels
+        self.pooling = extractor.params.pooling
+        self.pooled: list[np.ndarray | None] = [None] * channels
+        self.pooled_count = np.zeros(channels, dtype=np.int64)
+
+    def add(self, windows: list[Window], vectors: np.ndarray) -> list[pa.RecordBatch]:
+        dim = self.ext.recipe.dim
+        if vectors.shape != (len(windows), dim):
+            raise ValueError(f"model {self.ext.recipe.name} returned shape {vectors.shape}, expected (B, {dim})")
+        channels = np.array([w.channel for w in windows], dtype=np.int32)
         if self.pooling != "none":
             for c, v in zip(channels, vectors.astype(np.float64)):
                 old = self.pooled[c]
                 self.pooled[c] = v if old is None else (old + v if self.pooling == "mean" else np.maximum(old, v))
                 self.pooled_count[c] += 1
-            return None
-        start = np.array([item[1] for item in chunk])
-        end = np.array([item[2] for item in chunk])
-        return self._rows(channels, start, end, vectors)
+            return []
+        start = np.array([w.start_s for w in windows])
+        end = np.array([w.end_s for w in windows])
+        return [self._rows(channels, start, end, vectors)] if windows else []
+
+    def finish(self, duration_s: float) -> list[pa.RecordBatch]:
+        if self.pooling == "none" or not self.pooled_count.all():
+            return []
+        stacked = np.stack(self.pooled)
+        if self.pooling == "mean":
+            stacked = stacked / self.pooled_count[:, None]
+        zeros = np.zeros(self.channels)
+        return [self._rows(np.arange(self.channels), zeros, zeros + duration_s, stacked.astype(np.float32))]
 
     def _rows(self, channels, start, end, vectors) -> pa.RecordBatch:
         fields = [f for f in self.ext.schema() if f.name != "file_id"]
@@ -255,7 +269,60 @@ class EmbeddingStream:
             pa.array(np.asarray(channels, dtype=np.int32)),
             pa.array(np.asarray(start, dtype=np.float64)),
             pa.array(np.asarray(end, dtype=np.float64)),
-            pa.array([self.model.name] * len(vectors), type=pa.string()),
+            pa.array([self.ext.recipe.name] * len(vectors), type=pa.string()),
             vector_array(np.asarray(vectors, dtype=np.float32)),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+class EmbeddingStream:
+    """One file, in this process: windows go to the model `batch_size` at a time.
+
+    Fewer than `batch_size` windows wait, whatever the file's length. Batches fill in window
+    order whatever the block sizes, so the same file gives the same batches and, on CPU,
+    bit-identical vectors.
+    """
+
+    def __init__(self, extractor: Embeddings, channels: int):
+        self.model = extractor.loaded()
+        self.windower = Windower(extractor, channels)
+        self.rows = EmbeddingRows(extractor, channels)
+        self.batch_size = extractor.params.batch_size
+        self.pending: list[Window] = []
+
+    def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
+        return self._run(self.windower.push(block), final=False)
+
+    def finish(self) -> list[pa.RecordBatch]:
+        batches = self._run(self.windower.finish(), final=True)
+        return batches + self.rows.finish(self.windower.duration_s)
+
+    def _run(self, windows: list[Window], final: bool) -> list[pa.RecordBatch]:
+        self.pending += windows
+        batches = []
+        size = self.batch_size
+        while len(self.pending) >= size or (final and self.pending):
+            chunk, self.pending = self.pending[:size], self.pending[size:]
+            vectors = self.model.embed(np.stack([w.units for w in chunk]))
+            batches += self.rows.add(chunk, vectors)
+        return batches
+
+
+def embed_across_files(extractor: Embeddings, files: list[list[Window]]) -> list[np.ndarray]:
+    """Vectors of every file's windows, computed in batches packed across files.
+
+    Every batch is exactly `batch_size` windows (the last one padded with zero windows): a
+    network's kernels can depend on the batch size, so a window's vector then never depends
+    on which other files shared its batch, and runs stay bit-identical on CPU.
+    """
+    model = extractor.loaded()
+    size = extractor.params.batch_size
+    units = [w.units for windows in files for w in windows]
+    vectors = []
+    for lo in range(0, len(units), size):
+        chunk = units[lo : lo + size]
+        batch = np.stack(chunk + [np.zeros_like(chunk[0])] * (size - len(chunk)))
+        vectors.append(model.embed(batch)[: len(chunk)])
+    flat = np.concatenate(vectors) if vectors else np.zeros((0, extractor.recipe.dim), dtype=np.float32)
+    bounds = np.cumsum([0] + [len(windows) for windows in files])
+    return [flat[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]

@@ -59,15 +59,12 @@ def resolve_device(device: str) -> str:
 
 @dataclass
 class EmbeddingModel:
-    """A loaded model. Windows are cut from a stream of *units*: feature frames of `unit_hop`
-    samples when `stream_frontend` is set, else raw samples (`unit_hop == 1`)."""
+    """A loaded model: `run` takes a batch of windows of *units* (see `Recipe.stream_frontend`)."""
 
     name: str
     dim: int
     sample_rate: int
-    unit_hop: int
     run: object  # callable: windows [shape=(B, units, *unit_shape)] float32 → (B, dim) float32
-    stream_frontend: object | None = None  # factory: () → object with push(block), finish(channels)
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         return np.asarray(self.run(windows), dtype=np.float32)
@@ -127,6 +124,13 @@ class Recipe:
             "weights": str(weights) if weights else None,
             "pull": self.url is not None,
         }
+
+    unit_hop: int = 1  # samples per unit
+
+    def stream_frontend(self):
+        """Windows are cut from a stream of *units*: this object's feature frames (`unit_hop`
+        samples apart; `push(block)`, `finish(channels)`), or raw samples when it is None."""
+        return None
 
     def load(self, *, weights: str | None, device: str, dtype: str) -> EmbeddingModel:
         raise NotImplementedError
@@ -197,7 +201,6 @@ class GE2E(Recipe):
         return "pip install resemblyzer (its wheel ships the weights) or pass --set embeddings.weights=PATH"
 
     def load(self, *, weights: str | None, device: str, dtype: str) -> EmbeddingModel:
-        from audiokit.models.frontends import PowerMelStream
         from audiokit.models.networks import GE2ESpeakerEncoder
 
         path = Path(weights) if weights else self.default_weights()
@@ -206,10 +209,12 @@ class GE2E(Recipe):
         # The checkpoint also holds the GE2E loss's similarity scale and bias: not part of the encoder.
         net.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity_")})
 
-        def frontend():
-            return PowerMelStream(sr=16000, n_fft=400, hop_length=160, n_mels=40)
+        return EmbeddingModel(self.name, self.dim, self.sample_rate, _torch_runner(net, device, dtype))
 
-        return EmbeddingModel(self.name, self.dim, self.sample_rate, self.unit_hop, _torch_runner(net, device, dtype), frontend)
+    def stream_frontend(self):
+        from audiokit.models.frontends import PowerMelStream
+
+        return PowerMelStream(sr=16000, n_fft=400, hop_length=160, n_mels=40)
 
 
 class PannsCnn14(Recipe):
@@ -241,7 +246,7 @@ class PannsCnn14(Recipe):
         net.load_state_dict(state)
         logmel = LogMelClip(sr=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0, fmax=14000.0)
         network = _torch_runner(net, device, dtype)
-        return EmbeddingModel(self.name, self.dim, self.sample_rate, 1, lambda clips: network(logmel(clips)))
+        return EmbeddingModel(self.name, self.dim, self.sample_rate, lambda clips: network(logmel(clips)))
 
 
 class UserModel(Recipe):
@@ -346,13 +351,13 @@ class UserModel(Recipe):
                 x = frontend(clips).astype(np.float32, copy=False)
                 return session.run(outputs, {input_name: x})[0]
 
-            return EmbeddingModel(self.name, self.dim, self.sample_rate, 1, run)
+            return EmbeddingModel(self.name, self.dim, self.sample_rate, run)
 
         import torch
 
         net = torch.jit.load(str(self.file), map_location="cpu")
         network = _torch_runner(net, device, dtype)
-        return EmbeddingModel(self.name, self.dim, self.sample_rate, 1, lambda clips: network(frontend(clips)))
+        return EmbeddingModel(self.name, self.dim, self.sample_rate, lambda clips: network(frontend(clips)))
 
 
 BUILTIN: dict[str, Recipe] = {r.name: r for r in (GE2E(), PannsCnn14())}
