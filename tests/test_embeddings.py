@@ -155,7 +155,8 @@ def test_pooling_mean_and_max_match_the_window_rows(tmp_path: Path):
 
 
 @needs_ge2e
-def test_bad_inputs_give_rows_not_crashes(tmp_path: Path):
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_bad_inputs_give_rows_not_crashes(tmp_path: Path, backend: str):
     root = tmp_path / "in"
     write_audio(root / "silence.wav", np.zeros((32000, 1), dtype=np.float32), 16000)
     write_audio(root / "short.wav", tone(16000, 0.1), 16000)
@@ -165,7 +166,8 @@ def test_bad_inputs_give_rows_not_crashes(tmp_path: Path):
     for policy, six_channels in (("mix", {0}), ("each", set(range(6)))):
         out = tmp_path / policy
         code, _, err = run_json(
-            "extract", str(root), "-o", str(out), "-x", "embeddings", "--workers", "2", "--set", f"audio.channels={policy}"
+            "extract", str(root), "-o", str(out), "-x", "embeddings", "--workers", "2", "--set", f"audio.channels={policy}",
+            "--backend", backend, "--device", "cpu", "--set", "embeddings.device=cpu",
         )
         assert code == 1, err  # only the empty file fails, as a row of its own
         files = {Path(r["relpath"]).name: r for r in read_table(out, "files").to_pylist()}
