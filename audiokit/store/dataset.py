@@ -10,6 +10,13 @@ so a reader sees the old part or the new one), rows of new files go to a new par
 tables first, `files` last: the `files` rename is the commit point. A file is done when its
 `files` row carries its current fingerprint, so a crash anywhere leaves at worst rows that the
 next run replaces (same file) or removes on open (file never committed).
+
+Compaction (on open): a nightly run adds a small part per table, so once a table holds
+`COMPACT_AT_PARTS` parts under `OWN_PART_BYTES`, they are merged into parts of about
+`COMPACT_TARGET_BYTES` (only parts with the same schema and config). A journal in `_audiokit/`
+names the merged part and the parts it replaces before the merged part appears; the old parts
+are deleted after it. A run that dies in between finishes the deletions when the next run
+opens the dataset, so no row is ever lost and duplicates never outlive a crash.
 """
 
 from __future__ import annotations
@@ -29,7 +36,10 @@ from audiokit.store.lock import OutputLock
 from audiokit.store.parts import TMP_SUFFIX, PartWriter, fsync_dir, iter_batches, new_part_name
 from audiokit.store.schema import FILES_SCHEMA, FILES_TABLE, META_DIR, part_file_ids, part_metadata
 
-OWN_PART_BYTES = 4 << 20
+OWN_PART_BYTES = 4 << 20  # a staged file at least this big becomes a part of its own
+COMPACT_AT_PARTS = 32  # small parts (under OWN_PART_BYTES) in a table before they are merged
+COMPACT_TARGET_BYTES = 64 << 20
+COMPACT_JOURNAL = "compacting.json"
 STATE_COLUMNS = [name for name in FILES_SCHEMA.names if name != "processed_at"]
 
 
@@ -69,8 +79,10 @@ class Dataset:
         self._lock.acquire()
         try:
             self._remove_leftovers()
+            self._finish_compaction()
             self._load()
             self._remove_orphans()
+            self._compact()
         except BaseException:
             self._lock.release()
             raise
@@ -127,10 +139,7 @@ class Dataset:
                         self.files[row["file_id"]] = row
                         where[row["file_id"]] = part
                 else:
-                    ids = part_file_ids(pq.read_schema(part).metadata)
-                    if ids is None:
-                        ids = pq.ParquetFile(part).read(columns=["file_id"]).column(0).unique().to_pylist()
-                    for file_id in ids:
+                    for file_id in _file_ids_of(part):
                         where[file_id] = part
             self.locations[table] = where
 
@@ -142,6 +151,77 @@ class Dataset:
             orphans = [f for f in where if f not in self.files]
             if orphans:
                 self._replace(table, {f: None for f in orphans}, schema=None, config=None)
+
+    # -- compaction --------------------------------------------------------------------------
+
+    def _compact(self) -> None:
+        for table in self._table_dirs():
+            small = [p for p in self._parts(table) if os.path.getsize(p) < OWN_PART_BYTES]
+            if len(small) < COMPACT_AT_PARTS:
+                continue
+            groups: dict[tuple[bytes, bytes], list[str]] = {}
+            for part in small:
+                schema = pq.read_schema(part)
+                key = (schema.remove_metadata().serialize().to_pybytes(), (schema.metadata or {}).get(b"audiokit.config_hash", b""))
+                groups.setdefault(key, []).append(part)
+            for parts in groups.values():
+                chunk, size = [], 0
+                for part in parts + [None]:
+                    if part is None or (chunk and size + os.path.getsize(part) > COMPACT_TARGET_BYTES):
+                        if len(chunk) > 1 and not self._merge(table, chunk):
+                            return  # no room to merge: the parts stay as they are, still valid
+                        chunk, size = [], 0
+                    if part is not None:
+                        chunk.append(part)
+                        size += os.path.getsize(part)
+
+    def _merge(self, table: str, parts: list[str]) -> bool:
+        """One part with the rows of `parts`, which then go (see the module docstring).
+        False when the merged part could not be written (nothing changed then)."""
+        directory = os.path.join(self.root, table)
+        path = os.path.join(directory, new_part_name())
+        schema = pq.read_schema(parts[0])
+        file_ids = [f for part in parts for f in _file_ids_of(part)]
+        meta = dict(schema.metadata or {})
+        meta[b"audiokit.file_ids"] = json.dumps(sorted(file_ids)).encode()
+        journal = {"table": table, "merged": os.path.basename(path), "parts": [os.path.basename(p) for p in parts]}
+        writer = PartWriter(path, schema.remove_metadata().with_metadata(meta))
+        try:
+            self._write_json(os.path.join(self.meta_dir, COMPACT_JOURNAL), journal)
+            for part in parts:
+                for batch in iter_batches(part):
+                    writer.write(_conform(batch, writer.schema.remove_metadata()))
+            writer.commit()
+        except (OSError, OutputError):
+            writer.abort()
+            return False  # the journal names a part that does not exist: the next open drops it
+        # From here on the old parts must go before anything else touches this table.
+        self._finish_compaction()
+        where = self.locations.setdefault(table, {})
+        for file_id in file_ids:
+            where[file_id] = path
+        return True
+
+    def _finish_compaction(self) -> None:
+        """Complete (or forget) the merge the journal describes."""
+        journal_path = os.path.join(self.meta_dir, COMPACT_JOURNAL)
+        try:
+            with open(journal_path) as f:
+                journal = json.load(f)
+        except FileNotFoundError:
+            return
+        try:
+            directory = os.path.join(self.root, journal["table"])
+            if os.path.exists(os.path.join(directory, journal["merged"])):
+                for name in journal["parts"]:
+                    _unlink_quiet(os.path.join(directory, name))
+                fsync_dir(directory)
+            # Else the merged part never appeared: the old parts are the data (its temporary
+            # file went with the other leftovers).
+            os.unlink(journal_path)
+            fsync_dir(self.meta_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot finish compacting {self.root}: {exc.strerror or exc}") from None
 
     # -- committing --------------------------------------------------------------------------
 
@@ -256,11 +336,13 @@ class Dataset:
     # -- manifest and run log ----------------------------------------------------------------
 
     def write_manifest(self, manifest: dict) -> None:
-        path = os.path.join(self.meta_dir, "manifest.json")
+        self._write_json(os.path.join(self.meta_dir, "manifest.json"), manifest)
+
+    def _write_json(self, path: str, data: dict) -> None:
         tmp = path + TMP_SUFFIX
         try:
             with open(tmp, "w") as f:
-                json.dump(manifest, f, indent=2, sort_keys=True, default=str)
+                json.dump(data, f, indent=2, sort_keys=True, default=str)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -294,6 +376,13 @@ def _copy_source(writer: PartWriter, source, schema: pa.Schema) -> None:
     else:
         for batch in iter_batches(source):
             writer.write(_conform(batch, schema))
+
+
+def _file_ids_of(part: str) -> list[str]:
+    ids = part_file_ids(pq.read_schema(part).metadata)
+    if ids is None:
+        ids = pq.ParquetFile(part).read(columns=["file_id"]).column(0).unique().to_pylist()
+    return ids
 
 
 def _unlink_quiet(path: str) -> None:
