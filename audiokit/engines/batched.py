@@ -1,5 +1,6 @@
 """The engine for `--backend torch`: CPU workers decode, the caller's process computes frame
-features in device batches packed across files, then commits as the local engine does.
+features and embeddings in device batches packed across files, then commits as the local
+engine does.
 
 Design (the smallest change to the local engine):
 
@@ -7,8 +8,11 @@ Design (the smallest change to the local engine):
   and time-limit isolation, per-file errors as rows. Its workers build a `DecodingProcessor`
   instead of a `FileProcessor`: it decodes, mixes channels and resamples exactly as before and
   runs every extractor that has no torch twin, but the frame extractors (`mfcc`, `logmel`,
-  `spectral`) only collect the resampled signal, once per sample rate. The worker returns a
-  `DecodedFile` (a `FileResult` carrying those signals) over its pipe.
+  `spectral`) only collect the resampled signal, once per sample rate, and `embeddings` only
+  cuts its windows (the model's front end included). The worker returns a `DecodedFile` (a
+  `FileResult` carrying those signals and windows) over its pipe.
+- Embedding windows of the held files go to the model `batch_size` at a time, every batch
+  full (`embed_across_files`), so a window's vector does not depend on its batch-mates.
 - The caller's process owns the device. It holds decoded files until they add up to a device
   batch (`max_batch_frames`, from the memory budget of the device) or the oldest has waited
   `max_wait_s`, then runs each frame extractor once over all of them with
