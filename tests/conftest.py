@@ -92,31 +92,10 @@ def write_av(path: Path, data: np.ndarray, sr: int, codec: str, container: str |
     return path
 
 
-def peak_tree_rss(proc, interval: float = 0.02) -> int:
+def peak_tree_rss(proc) -> int:
     """Run until `proc` (a Popen) exits, sampling the summed RSS of it and its descendants."""
-    import time
+    from scripts.bench import TreeRSS  # the benchmark's sampler: one definition of "peak RSS"
 
-    def descendants(pid: int) -> list[int]:
-        out = []
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    out += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-        return out
-
-    peak = 0
-    while proc.poll() is None:
-        total, stack = 0, [proc.pid]
-        while stack:
-            pid = stack.pop()
-            try:
-                with open(f"/proc/{pid}/statm") as f:
-                    total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            except OSError:
-                continue
-            stack += descendants(pid)
-        peak = max(peak, total)
-        time.sleep(interval)
-    return peak
+    sampler = TreeRSS(proc.pid)
+    proc.wait()
+    return sampler.stop()
