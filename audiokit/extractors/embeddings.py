@@ -6,6 +6,10 @@ Windows stream through a bounded buffer and go to the model `batch_size` at a ti
 does not grow with the file's length. The model (torch; onnxruntime for ONNX user models) is
 loaded on the first file a worker sees, not when the extractor is built, so the main process
 that only reads `schema()` never loads it.
+
+Two paths share `Windower` (cutting) and `EmbeddingRows` (rows, pooling): `EmbeddingStream`
+runs the model per file in a worker (`--backend numpy`); with `--backend torch` the workers
+only cut windows and the device process runs `embed_across_files` on windows of many files.
 """
 
 from __future__ import annotations
