@@ -1,4 +1,4 @@
-"""Train the segments classifier shipped as `audiokit/models/segmenter-v1.npz`.
+"""Train the segments classifier shipped as `audiokit/models/segmenter-v2.npz`.
 
 Reads a manifest of labelled audio (CSV with `path,label` for whole recordings or
 `path,start,end,label` for stretches; optional `group` and `license` columns; labels speech,
@@ -7,10 +7,11 @@ and podcasts look (speech, music, speech over a music bed, noise, silence, in ra
 with augmentation — gain, music beds 5–20 dB under speech, background noise, reverberation,
 band-limiting to 8 kHz sampling, tilt EQ, MP3/Vorbis round trips, several source sample
 rates; optionally synthetic a cappella voices / solo instrument lines as extra music and speed
-perturbation of speech (both off by default, so the defaults rebuild segmenter-v1) — computes exactly the features inference computes (`audiokit.models.segmenter`) and
+perturbation of speech (both off by default; segmenter-v2 is the defaults plus
+`--synthetic-music 0.15`, see its model card) — computes exactly the features inference computes (`audiokit.models.segmenter`) and
 fits a small MLP with torch (training only; inference is numpy). Everything is seeded.
 
-usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/segmenter-v1.npz]
+usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/segmenter-v2.npz]
        [--programmes 150] [--epochs 14] [--members 3] [--fresh-data] [--hidden 96,48] [--seed 0]
        [--synthetic-music 0.15] [--speech-perturb 0.5]
        python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz
@@ -455,7 +456,7 @@ def fade(y: np.ndarray, ms: float = 20) -> np.ndarray:
     return y
 
 
-# share of speech pieces that are sped up or slowed down (--speech-perturb); 0 = v1
+# share of speech pieces that are sped up or slowed down (--speech-perturb); 0 = off (v1, v2)
 SPEECH_PERTURB = [0.0]
 
 
@@ -468,7 +469,7 @@ def speaker_perturb(rng, y: np.ndarray) -> np.ndarray:
     return pitch_shift(rng, y, rng.uniform(-2.8, 2.4))
 
 
-# share of music pieces that are synthetic voices/solo lines (--synthetic-music); 0 = v1
+# share of music pieces that are synthetic voices/solo lines (--synthetic-music); v1 0, v2 0.15
 SYNTH_MUSIC = [0.0]
 KINDS = ["speech", "music", "speech_over_music", "noise", "silence"]
 KIND_WEIGHTS = [0.30, 0.28, 0.20, 0.12, 0.10]
@@ -674,7 +675,7 @@ def merge(paths: list[str], out: str, version: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("manifest", nargs="?", help="CSV: path,label[,start,end][,group][,license]")
-    ap.add_argument("--out", default=str(REPO / "audiokit" / "models" / "segmenter-v1.npz"))
+    ap.add_argument("--out", default=str(REPO / "audiokit" / "models" / "segmenter-v2.npz"))
     ap.add_argument("--programmes", type=int, default=150)
     ap.add_argument("--val-programmes", type=int, default=10)
     ap.add_argument(
@@ -710,7 +711,7 @@ def main() -> int:
         help="share of music pieces that are synthetic sung or solo-instrument lines",
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--version", default="segmenter-v1")
+    ap.add_argument("--version", default="segmenter-v2")
     args = ap.parse_args()
     if args.merge:
         merge(args.merge, args.out, args.version)

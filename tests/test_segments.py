@@ -13,12 +13,14 @@ import pytest
 
 from audiokit.extractors.segments import absorb_short, bridge_pauses, runs, viterbi
 from audiokit.models.segmenter import (
+    _PITCH,
     CLASSES,
     N_FEATURES,
     SAMPLE_RATE,
     WEIGHTS_PATH,
     FrameClassifier,
     FrameFeatureStream,
+    base_features,
 )
 from tests.conftest import SHARED_DATA, run_json, write_audio
 
@@ -115,11 +117,46 @@ def test_runs_cover_the_path():
 def test_shipped_weights_load_and_give_probabilities():
     assert WEIGHTS_PATH.exists() and WEIGHTS_PATH.stat().st_size < 2_000_000
     model = FrameClassifier.load()
-    assert model.version.startswith("segmenter-v1")
+    assert model.version.startswith("segmenter-v2")
     rng = np.random.default_rng(0)
     probs = model.probabilities(rng.standard_normal((2, 7, N_FEATURES)).astype(np.float32))
     assert probs.shape == (2, 7, len(CLASSES))
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def pitch_columns(y: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-frame pitch-continuity columns of `base_features` for a mono signal."""
+    base, _ = base_features(y.astype(np.float32)[None, :], None)
+    names = ("voicing", "voiced", "held", "range", "glide", "run", "steady")
+    return dict(zip(names, np.moveaxis(base[0, 2:-2, _PITCH:], -1, 0)))
+
+
+def harmonic(f0: np.ndarray) -> np.ndarray:
+    """A harmonic tone following the per-sample pitch `f0` (Hz), partials up to 6 kHz."""
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    return 0.1 * sum(np.sin(k * phase) / k * (k * f0 < 6000) for k in range(1, 30))
+
+
+@pytest.mark.parametrize("f0", [90.0, 220.0, 600.0])
+def test_a_held_note_is_voiced_held_and_steady(f0: float):
+    columns = pitch_columns(harmonic(np.full(SAMPLE_RATE * 2, f0)))
+    assert columns["voiced"].mean() > 0.95
+    assert columns["held"][10:].mean() > 0.95  # after the first 160 ms
+    assert columns["steady"].mean() > 0.9
+    assert np.median(columns["glide"]) < 0.1
+    assert columns["run"][-1] == pytest.approx(1.0)  # capped at 1 s
+
+
+def test_speech_like_glides_and_noise_are_not_held():
+    t = np.arange(SAMPLE_RATE * 2) / SAMPLE_RATE
+    # intonation sweeping ±4 semitones three times a second, as connected speech does
+    gliding = pitch_columns(harmonic(150.0 * 2 ** (4 / 12 * np.sin(2 * np.pi * 3 * t))))
+    assert gliding["voiced"].mean() > 0.9
+    assert gliding["held"].mean() < 0.3
+    assert np.median(gliding["glide"]) > 0.3
+    noise = pitch_columns(np.random.default_rng(0).standard_normal(SAMPLE_RATE * 2) * 0.1)
+    assert noise["voiced"].mean() < 0.05
+    assert noise["held"].max() == 0.0
 
 
 def test_feature_stream_is_the_same_in_blocks_as_whole():

@@ -38,12 +38,12 @@ class SegmentsParams:
         0.5, "silence or noise shorter than this between speech counts as speech, seconds"
     )
     silence_db: float = param(-60.0, "frames quieter than this (dBFS) are silence")
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v1")
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2")
 
 
 @dataclass(frozen=True)
 class SegmentProbsParams:
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v1")
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2")
 
 
 # ---------------------------------------------------------------- pure smoothing logic
@@ -226,7 +226,7 @@ class _ClassifierStream:
 
 class _SegmenterBase(Extractor):
     # Bump `version` whenever the shipped weights change: re-runs then redo these tables.
-    version = 1
+    version = 2
 
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
@@ -242,7 +242,7 @@ class Segments(_SegmenterBase):
     name = "segments"
     table = "segments"
     description = (
-        "speech / music / noise / silence stretches covering each file (shipped model segmenter-v1)"
+        "speech / music / noise / silence stretches covering each file (shipped model segmenter-v2)"
     )
     Params = SegmentsParams
 

@@ -8,10 +8,13 @@ features inference computes):
    the frame level in dBFS, spectral flatness, peakiness (how far partials stand out of the
    spectral envelope: tones vs noise of any colour) and stability (how much that fine
    structure persists from frame to frame: sustained notes do, syllables less, noise not),
-   and loudness changes over 100 ms in 8 band groups and overall (syllable rhythm).
+   and loudness changes over 100 ms in 8 band groups and overall (syllable rhythm); and pitch
+   continuity from a per-frame f0 (normalised autocorrelation): voicing, held notes, pitch
+   glide, voiced-run length (singing and wind hold notes, speech glides).
 3. Per decision, statistics of those over 0.5 s and 2 s windows centred on it: means and
-   standard deviations. Window means of the log-mel are taken relative to the
-   window's own level, so the classifier sees spectral shape and modulation, not loudness.
+   standard deviations, and the shares of voiced frames in held notes and at a steady pitch.
+   Window means of the log-mel are taken relative to the window's own level, so the classifier
+   sees spectral shape and modulation, not loudness.
 4. A few small MLPs (numpy inference), averaged, give p(speech), p(music), p(noise) for every
    second frame (decision `k` is centred at `k * 0.04` s).
 
@@ -46,7 +49,7 @@ FMIN, FMAX = 60.0, 8000.0
 WINDOW_HALVES = (12, 50)
 LONG_HALF = max(WINDOW_HALVES)  # also the look-ahead the stream needs
 CLASSES = ("speech", "music", "noise")
-WEIGHTS_PATH = Path(__file__).with_name("segmenter-v1.npz")
+WEIGHTS_PATH = Path(__file__).with_name("segmenter-v2.npz")
 
 _MEL_FLOOR = 1e-9  # -90 dB: keeps quiet bands from dominating the statistics
 _FINE_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
@@ -58,15 +61,37 @@ _SYLLABLE_LAG = 5
 _BAND_GROUP = 5
 _N_SYLLABLE = N_MELS // _BAND_GROUP + 1
 
+# Pitch continuity (singing and wind hold notes; speech glides and voices only short stretches):
+# a per-frame f0 from the normalised autocorrelation of the band-limited power spectrum.
+_PITCH_BINS = slice(2, 113)  # ~60 Hz – 3.5 kHz: the harmonics that carry the period
+_MIN_LAG, _MAX_LAG = 20, 229  # 800 Hz down to 70 Hz
+_VOICED = 0.5  # normalised autocorrelation peak above which a frame counts as voiced
+_VOICED_FLOOR_DB = -60.0  # quieter frames are never voiced (room tone, codec hiss)
+_HELD_FRAMES = 8  # a held note: voiced with the pitch within a semitone over 160 ms
+_HELD_RANGE = 1.0  # semitones (max - min over the run; vibrato stays inside)
+_GLIDE_CAP = 2.0  # semitones per frame: octave jumps and voicing changes count as this
+_STEADY_STEP = 0.25  # semitones per frame: a steady pitch (speech's median is about 0.4)
+_RUN_CAP = 50  # frames (1 s): voiced-run lengths beyond this all look sustained
+
 # Per-frame vector layout:
-# [logmel (40) | |Δ logmel| (40) | level, flatness, peakiness, stability | |Δ100ms| (9)]
+# [logmel (40) | |Δ logmel| (40) | level, flatness, peakiness, stability | |Δ100ms| (9) |
+#  voicing, voiced, held, pitch range over 160 ms, pitch glide, voiced-run length, steady]
 _N_SCALARS = 4
 _LEVEL = 2 * N_MELS
 _SYLLABLE = _LEVEL + _N_SCALARS
-_N_BASE = _SYLLABLE + _N_SYLLABLE
-# Columns whose window standard deviation is a feature: log-mel and the scalars.
-_STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + _N_SCALARS]
-N_FEATURES = len(WINDOW_HALVES) * (_N_BASE + len(_STD_COLUMNS))
+_PITCH = _SYLLABLE + _N_SYLLABLE
+_N_PITCH = 7
+_VOICED_COLUMN, _HELD_COLUMN, _GLIDE_COLUMN = _PITCH + 1, _PITCH + 2, _PITCH + 4
+_STEADY_COLUMN = _PITCH + 6
+_N_BASE = _PITCH + _N_PITCH
+# Columns whose window standard deviation is a feature: log-mel, the scalars, voicing,
+# pitch range and glide.
+_STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + _N_SCALARS, _PITCH, _PITCH + 3, _PITCH + 4]
+# Per window also: the shares of voiced frames in held notes and with a steady pitch, and the
+# mean glide of voiced frames.
+_N_RATIOS = 3
+_RATIO_PRIOR = 0.05  # voiced share added to the denominators (a window with no voiced frame)
+N_FEATURES = len(WINDOW_HALVES) * (_N_BASE + len(_STD_COLUMNS) + _N_RATIOS)
 
 
 class _Analysis:
@@ -92,6 +117,14 @@ class _Analysis:
         for g in range(N_MELS // _BAND_GROUP):
             groups[g * _BAND_GROUP : (g + 1) * _BAND_GROUP, g] = 1.0 / _BAND_GROUP
         self.groups = groups
+        # The window's own circular autocorrelation: dividing by it undoes the taper's decay over
+        # lag (Boersma 1993), so a periodic frame scores near 1 whatever its period.
+        window64 = self.window.astype(np.float64)
+        taper = np.fft.irfft(np.abs(np.fft.rfft(window64)) ** 2, N_FFT)
+        self.lag_gain = (taper[0] / taper[_MIN_LAG : _MAX_LAG + 2]).astype(np.float32)
+        self.short_lag_bias = (1.0 - 0.2 * np.arange(_MAX_LAG + 1 - _MIN_LAG) / _MAX_LAG).astype(
+            np.float32
+        )
 
 
 @lru_cache(maxsize=1)
@@ -105,7 +138,7 @@ def base_features(
     """Per-frame vectors for `segment [shape=(channels, n)]`, framed by `frame(…, N_FFT, HOP)`.
 
     `previous` is the carry from the preceding call (the last frames' log-mel, fine spectrum
-    and band loudness; None at the file start); returns `(features (channels, T, 93), carry)`.
+    and band loudness; None at the file start); returns `(features (channels, T, 100), carry)`.
     """
     a = _analysis()
     frames = frame(segment, N_FFT, HOP)  # (C, T, N_FFT)
@@ -129,7 +162,7 @@ def base_features(
         prev_mel, prev_fine = mel[:, :1], fine[:, :1]
         prev_loudness = np.repeat(loudness[:, :1], _SYLLABLE_LAG, axis=1)
     else:
-        prev_mel, prev_fine, prev_loudness = previous
+        prev_mel, prev_fine, prev_loudness = previous[:3]
     loudness_history = np.concatenate([prev_loudness, loudness], axis=1)
     mel_before = np.concatenate([prev_mel, mel[:, :-1]], axis=1)
     fine_before = np.concatenate([prev_fine, fine[:, :-1]], axis=1)
@@ -146,8 +179,82 @@ def base_features(
     out[..., _LEVEL + 1] = flatness
     out[..., _LEVEL + 2] = peakiness
     out[..., _LEVEL + 3] = stability
-    np.abs(loudness - loudness_history[:, : loudness.shape[1]], out=out[..., _SYLLABLE:])
-    return out, (mel[:, -1:], fine[:, -1:], loudness_history[:, -_SYLLABLE_LAG:])
+    np.abs(loudness - loudness_history[:, : loudness.shape[1]], out=out[..., _SYLLABLE:_PITCH])
+    pitch_carry = None if previous is None else previous[3:]
+    out[..., _PITCH:], pitch_carry = _pitch_features(power, level, pitch_carry)
+    return out, (mel[:, -1:], fine[:, -1:], loudness_history[:, -_SYLLABLE_LAG:], *pitch_carry)
+
+
+def _pitch_features(
+    power: np.ndarray, level: np.ndarray, previous: tuple | None
+) -> tuple[np.ndarray, tuple]:
+    """Pitch-continuity columns `(C, T, 7)` from the power spectra `(C, T, 257)`.
+
+    Per frame: voicing (the normalised autocorrelation peak, 0–1), voiced (0/1), held (voiced
+    through the last 160 ms with the pitch within a semitone), the pitch range over those frames
+    (semitones, capped), the glide since the previous frame (semitones, capped; the cap when
+    either frame is unvoiced), the length of the voiced run so far (seconds, capped at 1 s) and
+    steady (both frames voiced, the pitch moved less than a quarter semitone).
+    `previous` carries the last frames' pitch, voicing and run length across blocks.
+    """
+    import scipy.fft
+
+    a = _analysis()
+    channels, frames = power.shape[:2]
+    band = np.zeros_like(power)
+    band[..., _PITCH_BINS] = power[..., _PITCH_BINS]
+    autocorrelation = scipy.fft.irfft(band, N_FFT, axis=-1)
+    lags = autocorrelation[..., _MIN_LAG : _MAX_LAG + 2] * a.lag_gain
+    lags /= autocorrelation[..., :1] + np.float32(1e-12)
+    # A slight preference for short lags: sub-octave peaks of a periodic frame score about as
+    # high as the period itself.
+    best = np.argmax(lags[..., :-1] * a.short_lag_bias, axis=-1)
+    best = np.clip(best, 1, _MAX_LAG - _MIN_LAG - 1)
+    take = np.take_along_axis
+    centre = take(lags, best[..., None], -1)[..., 0]
+    left = take(lags, best[..., None] - 1, -1)[..., 0]
+    right = take(lags, best[..., None] + 1, -1)[..., 0]
+    curvature = left - 2 * centre + right
+    offset = np.where(curvature < 0, 0.5 * (left - right) / np.minimum(curvature, -1e-6), 0.0)
+    lag = _MIN_LAG + best + np.clip(offset, -0.5, 0.5)
+    voicing = np.clip(centre, 0.0, 1.0)
+    voiced = (voicing > _VOICED) & (level > _VOICED_FLOOR_DB)
+    pitch = np.float32(12.0) * np.log2(np.float32(SAMPLE_RATE) / lag.astype(np.float32))
+    if previous is None:
+        prev_pitch = np.repeat(pitch[:, :1], _HELD_FRAMES - 1, axis=1)
+        prev_voiced = np.zeros((channels, _HELD_FRAMES - 1), dtype=bool)
+        prev_run = np.zeros((channels, 1), dtype=np.int64)
+    else:
+        prev_pitch, prev_voiced, prev_run = previous
+    pitch_history = np.concatenate([prev_pitch, pitch], axis=1)
+    voiced_history = np.concatenate([prev_voiced, voiced], axis=1)
+    recent = np.lib.stride_tricks.sliding_window_view(pitch_history, _HELD_FRAMES, axis=1)
+    all_voiced = np.lib.stride_tricks.sliding_window_view(voiced_history, _HELD_FRAMES, axis=1)
+    all_voiced = all_voiced.all(axis=-1)
+    spread = np.where(all_voiced, recent.max(axis=-1) - recent.min(axis=-1), 3.0 * _HELD_RANGE)
+    spread = np.minimum(spread, 3.0 * _HELD_RANGE)
+    both = voiced & voiced_history[:, _HELD_FRAMES - 2 : -1]
+    step = np.abs(pitch - pitch_history[:, _HELD_FRAMES - 2 : -1])
+    glide = np.where(both, np.minimum(step, _GLIDE_CAP), _GLIDE_CAP)
+    # Voiced-run length: frames since the last unvoiced one (the run may start in a past block).
+    index = np.arange(frames)
+    last_unvoiced = np.where(voiced, -1 - prev_run, index[None, :])
+    last_unvoiced = np.maximum.accumulate(last_unvoiced, axis=1)
+    run = np.where(voiced, index[None, :] - last_unvoiced, 0)
+    out = np.empty((channels, frames, _N_PITCH), dtype=np.float32)
+    out[..., 0] = voicing
+    out[..., 1] = voiced
+    out[..., 2] = all_voiced & (spread <= _HELD_RANGE)
+    out[..., 3] = spread
+    out[..., 4] = glide
+    out[..., 5] = np.minimum(run, _RUN_CAP) * FRAME_SECONDS
+    out[..., 6] = both & (step < _STEADY_STEP)
+    carry = (
+        pitch_history[:, -(_HELD_FRAMES - 1) :],
+        voiced_history[:, -(_HELD_FRAMES - 1) :],
+        run[:, -1:],
+    )
+    return out, carry
 
 
 def _moving_average_matrix(n: int, width: int) -> np.ndarray:
@@ -163,7 +270,7 @@ def _moving_average_matrix(n: int, width: int) -> np.ndarray:
 def window_statistics(
     base: np.ndarray, first: int, centres: np.ndarray, total: int | None
 ) -> np.ndarray:
-    """Context features for frames `centres` from `base [shape=(channels, n, 93)]`.
+    """Context features for frames `centres` from `base [shape=(channels, n, 100)]`.
 
     `base[:, i]` is frame `first + i`; windows are cut to frames that exist (`>= 0` and, when the
     file's `total` frame count is known, `< total`) and are assumed present in `base`.
@@ -185,9 +292,18 @@ def window_statistics(
         mean = (sums[:, hi] - sums[:, lo]) / count
         mean_sq = (squares[:, hi] - squares[:, lo]) / count
         std = np.sqrt(np.maximum(mean_sq - mean[..., _STD_COLUMNS] ** 2, 0.0))
+        # Of the voiced frames: the shares in held notes and steady, and the mean glide
+        # (smoothed towards "none held, full glide" when few frames are voiced).
+        voiced = mean[..., _VOICED_COLUMN] + _RATIO_PRIOR
+        held = mean[..., _HELD_COLUMN] / voiced
+        steady = mean[..., _STEADY_COLUMN] / voiced
+        voiced_glide = (
+            mean[..., _GLIDE_COLUMN] - (1.0 - mean[..., _VOICED_COLUMN]) * _GLIDE_CAP
+            + _RATIO_PRIOR * _GLIDE_CAP
+        ) / voiced
         # Spectral shape relative to the window's own loudness.
         mean[..., :N_MELS] -= mean[..., :N_MELS].mean(axis=-1, keepdims=True)
-        parts += [mean, std]
+        parts += [mean, std, held[..., None], steady[..., None], voiced_glide[..., None]]
     return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
