@@ -3,8 +3,8 @@ feed every extractor that wants that rate, stage the rows for the writer."""
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +16,7 @@ from audiokit.config import Config
 from audiokit.discover import AudioFile
 from audiokit.errors import DecodeError, ExtractorError, FileError
 from audiokit.extractors import REGISTRY, Extractor
+from audiokit.store.arrays import numeric, strings
 from audiokit.store.dataset import FileResult
 from audiokit.store.parts import PartWriter
 from audiokit.store.schema import part_metadata
@@ -212,7 +213,7 @@ def files_row(task: Task, config: Config) -> dict:
         "error": None,
         "config_hash": config.config_hash,
         "extractors": list(task.keep_done),
-        "processed_at": dt.datetime.now(dt.timezone.utc),
+        "processed_at": time.time_ns() // 1_000_000,  # ms since the epoch: the column's unit
     }
 
 
@@ -224,7 +225,7 @@ def error_result(task: Task, config: Config, kind: str, message: str) -> FileRes
 
 
 def _with_file_id(batch: pa.RecordBatch, file_id: str, schema: pa.Schema) -> pa.RecordBatch:
-    ids = pa.DictionaryArray.from_arrays(pa.array(np.zeros(batch.num_rows, dtype=np.int32)), pa.array([file_id]))
+    ids = pa.DictionaryArray.from_arrays(numeric(np.zeros(batch.num_rows, dtype=np.int32)), strings([file_id]))
     return pa.RecordBatch.from_arrays([pc.cast(ids, pa.string()), *batch.columns], schema=schema.remove_metadata())
 
 

@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pyarrow as pa
 
+from audiokit.store.arrays import numeric
+
 REGISTRY: dict[str, type[Extractor]] = {}
 
 
@@ -87,5 +89,5 @@ def vector_type(size: int) -> pa.DataType:
 def vector_array(values: np.ndarray) -> pa.Array:
     """`(rows, D)` float32 → `fixed_size_list<float32>[D]` without copying the values."""
     rows, size = values.shape
-    flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
+    flat = numeric(np.asarray(values, dtype=np.float32))
     return pa.FixedSizeListArray.from_arrays(flat, size)

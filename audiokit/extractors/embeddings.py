@@ -31,6 +31,7 @@ from audiokit.extractors.base import (
     vector_array,
     vector_type,
 )
+from audiokit.store.arrays import numeric, strings
 
 
 @dataclass(frozen=True)
@@ -270,10 +271,10 @@ class EmbeddingRows:
     def _rows(self, channels, start, end, vectors) -> pa.RecordBatch:
         fields = [f for f in self.ext.schema() if f.name != "file_id"]
         arrays = [
-            pa.array(np.asarray(channels, dtype=np.int32)),
-            pa.array(np.asarray(start, dtype=np.float64)),
-            pa.array(np.asarray(end, dtype=np.float64)),
-            pa.array([self.ext.recipe.name] * len(vectors), type=pa.string()),
+            numeric(np.asarray(channels, dtype=np.int32)),
+            numeric(np.asarray(start, dtype=np.float64)),
+            numeric(np.asarray(end, dtype=np.float64)),
+            strings([self.ext.recipe.name] * len(vectors)),
             vector_array(np.asarray(vectors, dtype=np.float32)),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from audiokit.dsp import StreamFramer
 from audiokit.extractors.base import Extractor, key_columns, vector_array
+from audiokit.store.arrays import numeric
 
 
 class FrameExtractor(Extractor):
@@ -148,15 +149,15 @@ class FrameStream:
         channels, count = first.shape[:2]
         frames = np.arange(start, start + count, dtype=np.int64)
         arrays = {
-            "channel": pa.array(np.repeat(np.arange(channels, dtype=np.int32), count)),
-            "frame": pa.array(np.tile(frames, channels)),
-            "time_s": pa.array(np.tile(frames * (self.extractor.hop_length / self.sample_rate), channels)),
+            "channel": numeric(np.repeat(np.arange(channels, dtype=np.int32), count)),
+            "frame": numeric(np.tile(frames, channels)),
+            "time_s": numeric(np.tile(frames * (self.extractor.hop_length / self.sample_rate), channels)),
         }
         for name, values in columns.items():
             if values.ndim == 3:
                 arrays[name] = vector_array(values.reshape(channels * count, values.shape[2]))
             else:
-                arrays[name] = pa.array(values.reshape(-1).astype(np.float32, copy=False))
+                arrays[name] = numeric(values.astype(np.float32, copy=False))
         fields = [f for f in self.extractor.schema() if f.name != "file_id"]
         return pa.RecordBatch.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
 

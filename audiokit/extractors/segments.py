@@ -22,6 +22,7 @@ from audiokit.models.segmenter import (
     FrameFeatureStream,
     load_classifier,
 )
+from audiokit.store.arrays import numeric, strings
 
 LABELS = ("speech", "music", "noise", "silence")
 SPEECH, MUSIC, NOISE, SILENCE = range(4)
@@ -309,11 +310,11 @@ class _SegmentsStream(_ClassifierStream):
                 columns["label"].append(LABELS[label])
                 columns["confidence"].append(float(posteriors[start:end, label].mean()))
         arrays = [
-            pa.array(columns["channel"], pa.int32()),
-            pa.array(columns["start_s"], pa.float64()),
-            pa.array(columns["end_s"], pa.float64()),
-            pa.array(columns["label"], pa.string()),
-            pa.array(columns["confidence"], pa.float32()),
+            numeric(np.asarray(columns["channel"], dtype=np.int32)),
+            numeric(np.asarray(columns["start_s"], dtype=np.float64)),
+            numeric(np.asarray(columns["end_s"], dtype=np.float64)),
+            strings(list(columns["label"])),
+            numeric(np.asarray(columns["confidence"], dtype=np.float32)),
         ]
         return [pa.RecordBatch.from_arrays(arrays, schema=pa.schema(self.fields))]
 
@@ -345,9 +346,9 @@ class _ProbsStream(_ClassifierStream):
         channels, count, _ = probs.shape
         times = np.arange(start, start + count, dtype=np.float64) * DECISION_SECONDS
         arrays = [
-            pa.array(np.repeat(np.arange(channels, dtype=np.int32), count)),
-            pa.array(np.tile(times, channels)),
-        ] + [pa.array(np.ascontiguousarray(probs[..., k]).reshape(-1)) for k in range(len(CLASSES))]
+            numeric(np.repeat(np.arange(channels, dtype=np.int32), count)),
+            numeric(np.tile(times, channels)),
+        ] + [numeric(probs[..., k]) for k in range(len(CLASSES))]
         return [pa.RecordBatch.from_arrays(arrays, schema=pa.schema(self.fields))]
 
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from audiokit.errors import OutputError
+from audiokit.store.arrays import strings, table_from_rows
 from audiokit.store.lock import OutputLock
 from audiokit.store.parts import TMP_SUFFIX, PartWriter, fsync_dir, iter_batches, new_part_name
 from audiokit.store.schema import FILES_SCHEMA, FILES_TABLE, META_DIR, part_file_ids, part_metadata
@@ -242,7 +243,8 @@ class Dataset:
                     elif table in r.clear_tables:
                         sources[r.file_id] = None
                 self._replace(table, sources, schema=schemas[table], config=(config, config_hash))
-            files_sources = {r.file_id: pa.Table.from_pylist([r.row], schema=FILES_SCHEMA) for r in results}
+            rows = table_from_rows([r.row for r in results], FILES_SCHEMA)
+            files_sources = {r.file_id: rows.slice(i, 1) for i, r in enumerate(results)}
             self._replace(FILES_TABLE, files_sources, schema=FILES_SCHEMA, config=(config, config_hash))
         except OSError as exc:
             raise OutputError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
@@ -290,7 +292,7 @@ class Dataset:
                 meta_config = config or _config_from(old_schema)
                 writer = PartWriter(part, out_schema.with_metadata(self._metadata(meta_config, file_ids)))
                 try:
-                    drop = pa.array(replaced, pa.string())
+                    drop = strings(replaced)
                     for batch in iter_batches(part):
                         mask = pc.invert(pc.is_in(batch.column("file_id"), value_set=drop))
                         writer.write(_conform(batch.filter(mask), out_schema))
