@@ -18,8 +18,7 @@ from audiokit.errors import DecodeError, ExtractorError, FileError
 from audiokit.extractors import REGISTRY, Extractor
 from audiokit.store.arrays import numeric, strings
 from audiokit.store.dataset import FileResult
-from audiokit.store.parts import PartWriter
-from audiokit.store.schema import part_metadata
+from audiokit.store.parts import StageWriter
 
 
 @dataclass(frozen=True)
@@ -92,11 +91,10 @@ class FileProcessor:
         self.entries = {name: done_entry(config, name) for name in config.chain}
         self.table_schemas = {ext.table: ext.schema() for ext in self.extractors.values()}
         self.version = version
-        self.resolved = config.to_dict()
 
     def process(self, task: Task, on_open=None) -> FileResult:
         row = files_row(task, self.config)
-        sinks: dict[str, PartWriter] = {}
+        sinks: dict[str, StageWriter] = {}
         try:
             try:
                 self._run(task, row, sinks, on_open, backends=("soundfile", "pyav"))
@@ -129,7 +127,7 @@ class FileProcessor:
             sink.abort()
         return FileResult(task.file.file_id, row, {}, task.clear_tables)
 
-    def _run(self, task: Task, row: dict, sinks: dict[str, PartWriter], on_open, backends) -> None:
+    def _run(self, task: Task, row: dict, sinks: dict[str, StageWriter], on_open, backends) -> None:
         policy = self.config.audio.channels
         with open_audio(task.file.path, backends) as reader:
             info = reader.info
@@ -173,11 +171,9 @@ class FileProcessor:
             for rate, resampler in resamplers.items():
                 feed(rate, resampler.finish(channels), final=True)
 
-    def _sink(self, sinks: dict[str, PartWriter], ext: Extractor, file_id: str) -> PartWriter:
+    def _sink(self, sinks: dict[str, StageWriter], ext: Extractor, file_id: str) -> StageWriter:
         if ext.table not in sinks:
-            meta = part_metadata(config=self.resolved, config_hash=self.config.config_hash, version=self.version, file_ids=[file_id])
-            schema = self.table_schemas[ext.table].with_metadata(meta)
-            sinks[ext.table] = PartWriter(self.staging_path(file_id, ext.table), schema)
+            sinks[ext.table] = StageWriter(self.staging_path(file_id, ext.table), self.table_schemas[ext.table])
         return sinks[ext.table]
 
 
@@ -188,10 +184,10 @@ class StagingError(Exception):
     """Writing a file's rows to the output's staging area failed (e.g. no space left)."""
 
 
-def _stage(sink: PartWriter, batch: pa.RecordBatch | None):
+def _stage(sink: StageWriter, batch: pa.RecordBatch | None):
     """Write `batch` to `sink`, or commit it when `batch` is None; I/O errors → StagingError."""
     try:
-        return sink.commit(sync=False) if batch is None else sink.write(batch)
+        return sink.commit() if batch is None else sink.write(batch)
     except OSError as exc:
         raise StagingError(f"cannot write to the output: {exc.strerror or exc}") from None
 

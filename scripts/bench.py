@@ -336,7 +336,7 @@ def one_core(args) -> dict:
     files = discover([str(corpus)], extensions=["wav", "flac", "mp3", "ogg"])
     times: dict[str, list[float]] = {"audiokit": [], "librosa": [], "floor": []}
     with tempfile.TemporaryDirectory() as tmp:
-        processor = FileProcessor(config, staging_path=lambda file_id, table: os.path.join(tmp, f"{file_id}.{table}.parquet"))
+        processor = FileProcessor(config, staging_path=lambda file_id, table: os.path.join(tmp, f"{file_id}.{table}.arrow"))
         for name in ("librosa", "audiokit", "floor"):  # first use of each: imports, caches
             {"audiokit": lambda: processor.process(Task(files[0], ("mfcc",))),
              "librosa": lambda: _librosa_one(paths[0]), "floor": lambda: _floor_one(paths[0])}[name]()

@@ -250,7 +250,7 @@ summary = audiokit.extract([{str(corpus)!r}], {str(tmp_path / "out")!r}, extract
 assert summary.processed == 4 and summary.failed == 0, summary
 print("writer", "pandas" in sys.modules)
 config = load_config(extractors=["mfcc", "logmel", "spectral", "segments", "segment_probs"])
-processor = FileProcessor(config, staging_path=lambda file_id, table: {str(tmp_path)!r} + f"/{{file_id}}.{{table}}.parquet")
+processor = FileProcessor(config, staging_path=lambda file_id, table: {str(tmp_path)!r} + f"/{{file_id}}.{{table}}.arrow")
 for f in discover([{str(corpus)!r}], extensions=["wav", "flac", "ogg", "mp3"]):
     assert processor.process(Task(f, config.chain)).row["status"] == "ok"
 print("worker", "pandas" in sys.modules)

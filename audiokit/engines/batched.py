@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from audiokit import __version__
 from audiokit.config import Config
 from audiokit.engines.local import LocalEngine
 from audiokit.errors import FileError
@@ -65,8 +64,7 @@ from audiokit.pipeline import (
     _with_file_id,
 )
 from audiokit.store.dataset import FileResult
-from audiokit.store.parts import PartWriter
-from audiokit.store.schema import part_metadata
+from audiokit.store.parts import StageWriter
 
 MAX_WAIT_S = 5.0
 WINDOW_BYTES_PER_FLUSH = 64 << 20  # embedding windows gathered before the model runs on them
@@ -288,7 +286,6 @@ class BatchedEngine:
         self.max_batch_frames = max_batch_frames
         self.max_wait_s = max_wait_s
         self._extractors: dict[str, FrameExtractor | Embeddings] | None = None  # built on first use
-        self._resolved = config.to_dict()  # for the staged parts' metadata
         self._pending: list[DecodedFile] = []
         self._pending_load = 0.0  # in device batches (a flush at 1)
         self._oldest = 0.0
@@ -492,14 +489,8 @@ class BatchedEngine:
     def _stage(self, decoded: DecodedFile, ext: FrameExtractor | Embeddings, batches: list) -> None:
         if not batches:
             return
-        meta = part_metadata(
-            config=self._resolved,
-            config_hash=self.config.config_hash,
-            version=__version__,
-            file_ids=[decoded.file_id],
-        )
-        schema = ext.schema().with_metadata(meta)
-        sink = PartWriter(self.staging_path(decoded.file_id, ext.table), schema)
+        schema = ext.schema()
+        sink = StageWriter(self.staging_path(decoded.file_id, ext.table), schema)
         try:
             for batch in batches:
                 _stage(sink, _with_file_id(batch, decoded.file_id, schema))

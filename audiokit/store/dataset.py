@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from audiokit.errors import OutputError
 from audiokit.store.arrays import strings, table_from_rows
 from audiokit.store.lock import OutputLock
-from audiokit.store.parts import TMP_SUFFIX, PartWriter, fsync_dir, iter_batches, new_part_name
+from audiokit.store.parts import TMP_SUFFIX, PartWriter, fsync_dir, iter_batches, iter_staged, new_part_name
 from audiokit.store.schema import FILES_SCHEMA, FILES_TABLE, META_DIR, part_file_ids, part_metadata
 
 OWN_PART_BYTES = 4 << 20  # a staged file at least this big becomes a part of its own
@@ -227,7 +227,7 @@ class Dataset:
     # -- committing --------------------------------------------------------------------------
 
     def staging_path(self, file_id: str, table: str) -> str:
-        return os.path.join(self.staging_dir, f"{file_id}.{table}.{os.getpid()}.{time.monotonic_ns()}.parquet")
+        return os.path.join(self.staging_dir, f"{file_id}.{table}.{os.getpid()}.{time.monotonic_ns()}.arrow")
 
     def commit(self, results: list[FileResult], *, schemas: dict[str, pa.Schema], config: dict, config_hash: str) -> None:
         """Make a batch of finished files part of the dataset (see the module docstring)."""
@@ -307,28 +307,23 @@ class Dataset:
             for f in added:
                 where[f] = part
 
-        # A large staged file (a long recording) becomes a part by rename, not by copy; it was
-        # written with its final metadata. Small ones are gathered into one part per batch.
-        for f in [f for f in new_files if isinstance(sources[f], str) and os.path.getsize(sources[f]) >= OWN_PART_BYTES]:
+        # A large staged file (a long recording) becomes a part of its own; small ones are
+        # gathered into one part per batch.
+        large = [f for f in new_files if isinstance(sources[f], str) and os.path.getsize(sources[f]) >= OWN_PART_BYTES]
+        groups = [[f] for f in large] + [[f for f in new_files if f not in large]]
+        for group in groups:
+            if not group:
+                continue
             path = os.path.join(directory, new_part_name())
-            with open(sources[f], "rb") as staged:
-                os.fsync(staged.fileno())
-            os.replace(sources[f], path)
-            fsync_dir(directory)
-            where[f] = path
-            new_files.remove(f)
-
-        if new_files:
-            path = os.path.join(directory, new_part_name())
-            writer = PartWriter(path, schema.remove_metadata().with_metadata(self._metadata(config, new_files)))
+            writer = PartWriter(path, schema.remove_metadata().with_metadata(self._metadata(config, group)))
             try:
-                for f in new_files:
+                for f in group:
                     _copy_source(writer, sources[f], schema.remove_metadata())
                 writer.commit()
             except BaseException:
                 writer.abort()
                 raise
-            for f in new_files:
+            for f in group:
                 where[f] = path
 
     def _metadata(self, config, file_ids: list[str]) -> dict[bytes, bytes]:
@@ -373,10 +368,11 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def _copy_source(writer: PartWriter, source, schema: pa.Schema) -> None:
+    """Rows from a table, or from a worker's staged file."""
     if isinstance(source, pa.Table):
         writer.write(source.cast(schema))
     else:
-        for batch in iter_batches(source):
+        for batch in iter_staged(source):
             writer.write(_conform(batch, schema))
 
 

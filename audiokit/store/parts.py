@@ -1,4 +1,5 @@
-"""Writing Parquet parts atomically: write under a temporary name, fsync, rename."""
+"""Writing Parquet parts atomically (write under a temporary name, fsync, rename), and the
+staged rows workers hand the writer."""
 
 from __future__ import annotations
 
@@ -86,3 +87,47 @@ class PartWriter:
 
 def iter_batches(path: str, batch_size: int = 65536):
     yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+
+
+class StageWriter:
+    """One file's rows of one table, written by its worker as an uncompressed Arrow IPC file:
+    nearly free to write and to read back, so Parquet is encoded once, by the writer, into the
+    part the rows end up in. Never part of the dataset: a run deletes the staging area on open."""
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self.path = path
+        self.schema = schema.remove_metadata()
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if self._writer is None:
+            self._writer = pa.ipc.new_file(self.path, self.schema)
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def commit(self) -> str:
+        if self._writer is None:
+            self._writer = pa.ipc.new_file(self.path, self.schema)
+        self._writer.close()
+        self._writer = None
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._writer = None
+            if os.path.exists(self.path):
+                os.unlink(self.path)
+
+
+def iter_staged(path: str):
+    """The record batches of a staged file, each read into memory (the file may go after)."""
+    with pa.OSFile(path) as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
