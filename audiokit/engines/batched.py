@@ -23,8 +23,7 @@ Design (the smallest change to the local engine):
   while a batch computes; every result (error rows included) passes through that thread in
   order, so `on_result` (commits, progress) is called from one thread only. When decoded
   samples worth two device batches are waiting, the pool stops handing out files (bounded
-  memory when the device is the slower side). Staging Parquet parts are written by a few
-  threads (Parquet encoding releases the GIL).
+  memory when the device is the slower side). Staged files are written by a few threads.
 - A batch that fails as a whole (say, out of device memory) is retried file by file; a file that
   still fails becomes an `extract` error row, and its other staged parts are dropped.
 - Decoded signals live in the caller's memory until their batch is computed, at most about one
@@ -473,7 +472,7 @@ class BatchedEngine:
                 except Exception as exc:  # noqa: BLE001 - a per-file problem becomes its row
                     failed[i] = ("extract", f"{ext.name} failed: {type(exc).__name__}: {exc}")
 
-            # Parquet encoding releases the GIL: stage files in parallel, as workers would.
+            # Building the rows and writing them release the GIL for the most part: stage in parallel.
             jobs = [(i, payload) for i, payload in zip(members, payloads) if payload is not None]
             with ThreadPoolExecutor(max_workers=STAGE_THREADS) as pool:
                 list(pool.map(lambda job: stage(*job), jobs))

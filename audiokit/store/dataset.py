@@ -50,7 +50,7 @@ class FileResult:
 
     file_id: str
     row: dict  # the `files` row
-    staged: dict[str, str] = field(default_factory=dict)  # table -> staging parquet with its rows
+    staged: dict[str, str] = field(default_factory=dict)  # table -> staged Arrow IPC file with its rows
     clear_tables: tuple[str, ...] = ()  # tables whose old rows of this file are replaced
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows staged
 
