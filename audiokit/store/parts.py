@@ -62,27 +62,30 @@ class PartWriter:
         self._pending = []
         self._pending_rows = 0
 
-    def commit(self, *, sync: bool = True) -> str:
+    def commit(self) -> str:
         self._flush()
         if self._writer is None:  # no rows: still a valid (empty) part
             self._writer = pq.ParquetWriter(self.tmp_path, self.schema, compression=COMPRESSION)
         self._writer.close()
-        if sync:
-            with open(self.tmp_path, "rb") as f:
-                os.fsync(f.fileno())
+        with open(self.tmp_path, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(self.tmp_path, self.final_path)
-        if sync:
-            fsync_dir(os.path.dirname(self.final_path))
+        fsync_dir(os.path.dirname(self.final_path))
         return self.final_path
 
     def abort(self) -> None:
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        finally:
-            self._writer = None
-            if os.path.exists(self.tmp_path):
-                os.unlink(self.tmp_path)
+        writer, self._writer = self._writer, None
+        _discard(writer, self.tmp_path)
+
+
+def _discard(writer, path: str) -> None:
+    """Close an unfinished writer and delete what it wrote."""
+    try:
+        if writer is not None:
+            writer.close()
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def iter_batches(path: str, batch_size: int = 65536):
@@ -116,13 +119,8 @@ class StageWriter:
         return self.path
 
     def abort(self) -> None:
-        try:
-            if self._writer is not None:
-                self._writer.close()
-        finally:
-            self._writer = None
-            if os.path.exists(self.path):
-                os.unlink(self.path)
+        writer, self._writer = self._writer, None
+        _discard(writer, self.path)
 
 
 def iter_staged(path: str):
