@@ -82,7 +82,7 @@ def plan(
 class FileProcessor:
     """Built once per worker: holds the chain's extractors (filterbanks, windows, weights)."""
 
-    def __init__(self, config: Config, *, staging_path, backend: str = "numpy", device: str = "cpu", version: str = ""):
+    def __init__(self, config: Config, *, staging_path, backend: str = "numpy", device: str = "cpu"):
         self.config = config
         self.staging_path = staging_path  # (file_id, table) -> path
         self.extractors: dict[str, Extractor] = {
@@ -90,7 +90,6 @@ class FileProcessor:
         }
         self.entries = {name: done_entry(config, name) for name in config.chain}
         self.table_schemas = {ext.table: ext.schema() for ext in self.extractors.values()}
-        self.version = version
 
     def process(self, task: Task, on_open=None) -> FileResult:
         row = files_row(task, self.config)

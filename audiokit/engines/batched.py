@@ -244,9 +244,7 @@ class DecodingProcessor(FileProcessor):
             # compute this file here, block by block, with the per-file path (numpy; the same
             # rows within the backends' tolerance) and memory stays bounded.
             if self._whole_file is None:
-                self._whole_file = FileProcessor(
-                    self.config, staging_path=self.staging_path, backend="numpy", version=self.version
-                )
+                self._whole_file = FileProcessor(self.config, staging_path=self.staging_path, backend="numpy")
             return self._whole_file.process(task, on_open)
         if result.row["status"] != "ok" or not self.started:
             return result

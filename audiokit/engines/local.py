@@ -34,11 +34,8 @@ def _worker_main(
     _limit_threads()
     # Models (embeddings) run torch in each worker: share the cores, workers × threads ≤ cores.
     os.environ.setdefault("AUDIOKIT_TORCH_THREADS", str(torch_threads))
-    from audiokit import __version__
 
-    processor = processor_class(
-        config, staging_path=staging_path, backend=backend, device=device, version=__version__
-    )
+    processor = processor_class(config, staging_path=staging_path, backend=backend, device=device)
     while True:
         try:
             message = conn.recv()
