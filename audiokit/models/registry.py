@@ -80,6 +80,7 @@ class Recipe:
     window_s: float
     hop_s: float
     min_window_s: float = 0.0
+    unit_hop: int = 1  # samples per window unit (see `stream_frontend`)
     # Measured CPU seconds (one thread) per second of window, for the per-file time limit.
     cpu_s_per_window_s: float = 0.0
     # Pulled checkpoints: official URL and the pins a download must match.
@@ -124,8 +125,6 @@ class Recipe:
             "weights": str(weights) if weights else None,
             "pull": self.url is not None,
         }
-
-    unit_hop: int = 1  # samples per unit
 
     def stream_frontend(self):
         """Windows are cut from a stream of *units*: this object's feature frames (`unit_hop`
