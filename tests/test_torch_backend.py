@@ -541,53 +541,6 @@ def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
     assert files.num_rows == 10 and set(files["status"].to_pylist()) == {"ok"}
 
 
-def test_disk_full_with_the_torch_backend_exits_3_and_blames_no_file(tmp_path):
-    """Rows staged by the torch engine on a full disk stop the run (exit 3) like the numpy
-    engine's: no file gets an error row for it, and the dataset stays valid."""
-    import os
-    import subprocess
-
-    from tests.conftest import REPO
-
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-        check=False,
-        capture_output=True,
-    ).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
-        corpus = tmp_path / "corpus"
-        for i in range(8):
-            write_audio(corpus / f"f{i}.flac", tone(22050, 20.0, seed=i), 22050)
-        out = mount / "out"
-        proc = run_cli(
-            "extract",
-            str(corpus),
-            "-o",
-            str(out),
-            "-x",
-            "logmel",
-            "--backend",
-            "torch",
-            "--device",
-            "cpu",
-            env={"PYTHONPATH": str(REPO)},
-        )
-        assert proc.returncode == 3, proc.stderr
-        assert "No space left" in proc.stderr and "Traceback" not in proc.stderr
-        if (out / "files").exists():
-            files = pads.dataset(str(out / "files")).to_table().to_pylist()
-            assert all(r["status"] == "ok" for r in files)
-            if (out / "logmel").exists():
-                logmel = pads.dataset(str(out / "logmel")).to_table(columns=["file_id"])
-                assert set(logmel["file_id"].unique().to_pylist()) <= {r["file_id"] for r in files}
-        assert os.path.exists(out)
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
-
-
 def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path):
     """A file over `run.max_device_file_s` is not shipped whole to the device process; its
     worker computes it and the rows still equal the numpy backend's."""
