@@ -51,7 +51,7 @@ class Cnn14(nn.Module):
     """PANNs CNN14 (Kong et al. 2020) from the log-mel input on: batch norm over mel bands, six
     convolution pairs (64…2048 channels), mean over frequency, max + mean over time, then the
     2048-unit `fc1` with ReLU, whose output is the embedding. `fc_audioset` (527 AudioSet
-    classes) is kept so the official checkpoint loads strictly, and is used by `tags()`.
+    classes) is kept only so the official checkpoint loads strictly.
 
     `logmel [shape=(B, frames, 64)]` → `(B, 2048)`.
     """
@@ -77,9 +77,6 @@ class Cnn14(nn.Module):
         x = x.mean(dim=3)  # over frequency → (B, 2048, T')
         x = x.max(dim=2).values + x.mean(dim=2)
         return F.relu(self.fc1(x))
-
-    def tags(self, embedding: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc_audioset(embedding))
 
 
 __all__ = ["Cnn14", "GE2ESpeakerEncoder"]
