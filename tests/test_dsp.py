@@ -137,6 +137,27 @@ def test_mel_filterbank_and_dct_match_references():
     np.testing.assert_allclose(x @ dct_matrix(20, 128).T, scipy.fft.dct(x, type=2, norm="ortho")[:, :20], atol=1e-4)
 
 
+def test_logmel_with_empty_filters_matches_librosa():
+    # 128 mel bands over a 128-point FFT at 8 kHz: 29 filters fall between FFT bins and are
+    # all zero (librosa warns); they sit at the dB floor, as in librosa.
+    sr, y = 8000, signal(8000, 1.5, seed=7)
+    with pytest.warns(UserWarning, match="Empty filters"):
+        ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_fft=128, hop_length=64), top_db=80.0).T
+    ours = vectors(run_extractor("logmel", y, sr, n_fft=128, hop_length=64), "logmel")
+    assert np.all(ours[:, 0] == ours.min())
+    assert rel_err(ours, ref) <= 1e-4
+
+
+def test_banded_filterbank_equals_dense_product():
+    from audiokit.dsp.mel import BandedFilterbank
+
+    basis = mel_filterbank(sr=16000, n_fft=512, n_mels=80, fmin=300.0, fmax=6000.0)
+    basis[16:32] = 0.0  # a whole group of empty filters
+    S = np.random.default_rng(2).random((2, 300, 257), dtype=np.float32)
+    for group in (1, 7, 16, 80):
+        np.testing.assert_allclose(BandedFilterbank(basis, group)(S), S @ basis.T, rtol=1e-5, atol=1e-6)
+
+
 def test_power_to_db_floor_matches_librosa():
     S = np.abs(np.random.default_rng(1).standard_normal((5, 50))) ** 4
     np.testing.assert_allclose(power_to_db(S, top_db=40.0), librosa.power_to_db(S, top_db=40.0), atol=1e-5)
@@ -144,8 +165,9 @@ def test_power_to_db_floor_matches_librosa():
 
 def test_stereo_channels_are_independent():
     sr = 16000
-    left, right = signal(sr, 1.0, seed=5), signal(sr, 1.0, seed=6) * 0.5
-    both = run_extractor("mfcc", np.stack([left, right]), sr, channels=2, blocks=[5000, 5000])
+    # 6 s: each channel's 188 frames span two of the spectrum's FFT chunks (128 frames).
+    left, right = signal(sr, 6.0, seed=5), signal(sr, 6.0, seed=6) * 0.5
+    both = run_extractor("mfcc", np.stack([left, right]), sr, channels=2, blocks=[5000, 50000])
     both = both.sort_by([("channel", "ascending"), ("frame", "ascending")])
     assert both.column("channel").to_pylist() == [0] * (both.num_rows // 2) + [1] * (both.num_rows // 2)
     ref = librosa.feature.mfcc(y=np.stack([left, right]), sr=sr)  # (2, 20, T)

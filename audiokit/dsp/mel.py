@@ -71,19 +71,24 @@ def mel_filterbank(
     return weights.astype(np.float32)
 
 
-class SparseFilterbank:
-    """A filterbank applied as a sparse product: each FFT bin feeds at most two mel filters,
-    so this does ~2 multiply-adds per bin instead of `n_mels` (same numbers as the dense one)."""
+class BandedFilterbank:
+    """A filterbank applied band by band: consecutive filters are taken `group` at a time and
+    each group multiplies only the FFT bins its filters cover. Mel filters are narrow, so this
+    does ~1/8 of the dense product's work with BLAS (same numbers, summed in another order)."""
 
-    def __init__(self, basis: np.ndarray):
-        import scipy.sparse
-
+    def __init__(self, basis: np.ndarray, group: int = 16):
         self.n_out = basis.shape[0]
-        self._basis = scipy.sparse.csr_matrix(basis.astype(np.float32))
+        self._bands = []  # (output rows, first bin, end bin, weights [shape=(bins, rows)])
+        for first in range(0, self.n_out, group):
+            rows = slice(first, min(first + group, self.n_out))
+            covered = np.flatnonzero(np.any(basis[rows] != 0, axis=0))
+            if covered.size:  # a group of empty filters just leaves its outputs at zero
+                lo, hi = int(covered[0]), int(covered[-1]) + 1
+                self._bands.append((rows, lo, hi, np.ascontiguousarray(basis[rows, lo:hi].T, dtype=np.float32)))
 
     def __call__(self, spectrum: np.ndarray) -> np.ndarray:
         """`spectrum [shape=(..., T, bins)]` → `(..., T, n_out)`, equal to `spectrum @ basis.T`."""
-        lead = spectrum.shape[:-1]
-        flat = spectrum.reshape(-1, spectrum.shape[-1])
-        out = (self._basis @ flat.T).T
-        return np.ascontiguousarray(out, dtype=np.float32).reshape(*lead, self.n_out)
+        out = np.zeros(spectrum.shape[:-1] + (self.n_out,), dtype=np.float32)
+        for rows, lo, hi, weights in self._bands:
+            np.matmul(spectrum[..., lo:hi], weights, out=out[..., rows])
+        return out

@@ -37,17 +37,41 @@ def stft_window(n_fft: int, win_length: int | None = None, window: str = "hann")
     return padded.astype(np.float32)
 
 
-def magnitude_spectrum(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """`|rfft(frames * window)|` for `frames [shape=(..., T, n_fft)]` → `(..., T, n_fft//2+1)`, float32."""
+# Frames per FFT call: a block of windowed frames and its spectrum stay in a core's L2 cache,
+# which makes windowing and the power spectrum ~4× cheaper than over a whole 10 s block at once.
+_CHUNK_FRAMES = 128
+
+
+def _rfft_chunks(frames: np.ndarray, window: np.ndarray):
+    """`(index, rfft(frames[index] * window))` over blocks of up to `_CHUNK_FRAMES` frames."""
     import scipy.fft  # here, not at the top: a re-run with nothing to do never needs it
 
-    spectrum = scipy.fft.rfft(frames * window, axis=-1)
-    return np.abs(spectrum)
+    count, length = frames.shape[-2:]
+    buffer = np.empty((min(count, _CHUNK_FRAMES), length), dtype=np.float32)
+    for lead in np.ndindex(*frames.shape[:-2]):
+        for start in range(0, count, _CHUNK_FRAMES):
+            index = (*lead, slice(start, min(count, start + _CHUNK_FRAMES)))
+            windowed = np.multiply(frames[index], window, out=buffer[: index[-1].stop - start])
+            yield index, scipy.fft.rfft(windowed, axis=-1, overwrite_x=True)
+
+
+def _spectrum_out(frames: np.ndarray) -> np.ndarray:
+    return np.empty(frames.shape[:-1] + (frames.shape[-1] // 2 + 1,), dtype=np.float32)
+
+
+def magnitude_spectrum(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """`|rfft(frames * window)|` for `frames [shape=(..., T, n_fft)]` → `(..., T, n_fft//2+1)`, float32."""
+    out = _spectrum_out(frames)
+    for index, spectrum in _rfft_chunks(frames, window):
+        np.abs(spectrum, out=out[index])
+    return out
 
 
 def power_spectrum(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """`|rfft(frames * window)|**2`, float32 (librosa's `np.abs(S)**2`, and the fastest form)."""
-    import scipy.fft
-
-    magnitude = np.abs(scipy.fft.rfft(frames * window, axis=-1))
-    return np.square(magnitude, out=magnitude)
+    """`|rfft(frames * window)|**2` as re² + im², float32 (librosa's `np.abs(S)**2` within an ulp)."""
+    out = _spectrum_out(frames)
+    for index, spectrum in _rfft_chunks(frames, window):
+        parts = spectrum.view(np.float32).reshape(*spectrum.shape, 2)
+        power = np.square(parts[..., 0], out=out[index])
+        power += np.square(parts[..., 1])
+    return out

@@ -15,7 +15,7 @@ from audiokit.dsp import (
     power_to_db,
     stft_window,
 )
-from audiokit.dsp.mel import SparseFilterbank
+from audiokit.dsp.mel import BandedFilterbank
 from audiokit.dsp.spectrum import power_spectrum
 from audiokit.extractors.base import param, register, vector_type
 from audiokit.extractors.frames import FrameExtractor
@@ -76,7 +76,7 @@ class _MelExtractor(FrameExtractor):
         self.mel_basis = mel_filterbank(
             sr=p.sr, n_fft=p.n_fft, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, htk=p.htk, norm=p.filter_norm
         )
-        self.apply_mel = SparseFilterbank(self.mel_basis)
+        self.apply_mel = BandedFilterbank(self.mel_basis)
 
     def validate(self) -> None:
         p = self.params
