@@ -4,6 +4,7 @@
     python scripts/bench.py                # corpus + A/B throughput + start-up
     python scripts/bench.py --memory       # 1 h and 10 h 44.1 kHz stereo FLAC, --workers 1
     python scripts/bench.py --one-core     # per-core cost: the three pipelines in this process
+    python scripts/bench.py --profile      # where a worker's time goes: decode, resample, STFT, …
 
 Throughput: a corpus of mixed formats (WAV/FLAC/MP3/OGG, 8–48 kHz, mono and stereo, ≥ 30 min,
 generated here) is processed, alternating A/B for `--rounds` rounds, by
@@ -320,23 +321,35 @@ def memory(args) -> dict:
     return out
 
 
-def one_core(args) -> dict:
+def _in_process_corpus(args):
+    """One BLAS thread, audiokit importable, and the corpus: (paths, seconds of audio, AudioFiles)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from audiokit.config import load_config
     from audiokit.discover import discover
-    from audiokit.pipeline import FileProcessor, Task
 
-    corpus = Path(args.corpus)
-    paths = [str(p) for p in build_corpus(corpus)]
+    paths = [str(p) for p in build_corpus(Path(args.corpus))]
     audio_s = sum(sf.info(p).duration for p in paths)
+    return paths, audio_s, discover([args.corpus], extensions=["wav", "flac", "mp3", "ogg"])
+
+
+def _processor(tmp: str):
+    """What one worker runs per file (`-x mfcc`), staging its rows under `tmp`."""
+    from audiokit.config import load_config
+    from audiokit.pipeline import FileProcessor
+
     config = load_config(extractors=["mfcc"])
-    files = discover([str(corpus)], extensions=["wav", "flac", "mp3", "ogg"])
+    return FileProcessor(config, staging_path=lambda file_id, table: os.path.join(tmp, f"{file_id}.{table}.arrow"))
+
+
+def one_core(args) -> dict:
+    from audiokit.pipeline import Task
+
+    paths, audio_s, files = _in_process_corpus(args)
     times: dict[str, list[float]] = {"audiokit": [], "librosa": [], "floor": []}
     with tempfile.TemporaryDirectory() as tmp:
-        processor = FileProcessor(config, staging_path=lambda file_id, table: os.path.join(tmp, f"{file_id}.{table}.arrow"))
+        processor = _processor(tmp)
         for name in ("librosa", "audiokit", "floor"):  # first use of each: imports, caches
             {"audiokit": lambda: processor.process(Task(files[0], ("mfcc",))),
              "librosa": lambda: _librosa_one(paths[0]), "floor": lambda: _floor_one(paths[0])}[name]()
@@ -360,6 +373,48 @@ def one_core(args) -> dict:
     }
 
 
+# Where a worker's time goes: each stage is the own time (cProfile's tottime) of these functions.
+STAGES = {
+    "decode": ("soundfile.py:", "/av/"),
+    "downmix": ("stream.py:apply_channel_policy",),
+    "resample": ("/soxr/", "resample.py:"),
+    "framing": ("framing.py:", "_stride_tricks"),
+    "window + power spectrum": ("spectrum.py:",),
+    "FFT": ("pypocketfft",),
+    "mel, dB, DCT": ("mel.py:", "cepstrum.py:", "frames.py:chunks"),
+    "staging rows (Arrow IPC)": ("parts.py:", "arrays.py:", "frames.py:_batch", "pipeline.py:_with_file_id", "ipc", "compute.py"),
+}
+
+
+def profile(args) -> dict:
+    """Profile what one worker does over the corpus and group its time by stage."""
+    import cProfile
+    import pstats
+
+    from audiokit.pipeline import Task
+
+    _, audio_s, files = _in_process_corpus(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        processor = _processor(tmp)
+        processor.process(Task(files[0], ("mfcc",)))  # imports and caches out of the way
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for f in files:
+            processor.process(Task(f, ("mfcc",)))
+        profiler.disable()
+    seconds = {stage: 0.0 for stage in [*STAGES, "other"]}
+    for (filename, _, name), (_, _, tottime, _, _) in pstats.Stats(profiler).stats.items():
+        where = f"{filename}:{name}"
+        stage = next((s for s, keys in STAGES.items() if any(k in where for k in keys)), "other")
+        seconds[stage] += tottime
+    total = sum(seconds.values())
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)  # what "other" holds, too
+    for stage, t in seconds.items():
+        print(f"  {stage:<26} {t:6.2f} s  {100 * t / total:5.1f} %")
+    return {"profiled_s": round(total, 2), "audio_min": round(audio_s / 60, 1),
+            "share_percent": {k: round(100 * v / total, 1) for k, v in seconds.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-corpus"))
@@ -368,11 +423,14 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="run the 1 h / 10 h memory test instead")
     parser.add_argument("--long-dir", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-long"))
     parser.add_argument("--one-core", action="store_true", help="per-core cost of the three pipelines, in process")
+    parser.add_argument("--profile", action="store_true", help="where a worker's time goes, by stage (cProfile)")
     args = parser.parse_args()
     if args.memory:
         result = {"memory": memory(args)}
     elif args.one_core:
         result = {"one_core": one_core(args)}
+    elif args.profile:
+        result = {"profile": profile(args)}
     else:
         result = {"throughput": throughput(args), "startup": startup(args)}
     print(json.dumps(result, indent=2))
