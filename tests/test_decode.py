@@ -107,8 +107,18 @@ def test_truncated_flac_is_an_error_or_partial_audio(tmp_path):
         assert 0 < samples.shape[0] < 32000
 
 
-def test_soundfile_reads_what_we_decode(tmp_path):
-    data = tone(22050, 0.7, channels=2)
-    path = write_audio(tmp_path / "x.wav", data, 22050)
-    _, samples = decode_all(path, block=333)
-    np.testing.assert_array_equal(samples, sf.read(str(path), dtype="float32")[0])
+@pytest.mark.parametrize(
+    "fmt,subtype",
+    [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"), ("WAV", "FLOAT"),
+     ("FLAC", "PCM_S8"), ("FLAC", "PCM_16"), ("FLAC", "PCM_24"), ("AIFF", "PCM_16"), ("OGG", "VORBIS")],
+)
+def test_samples_are_bit_for_bit_those_of_soundfile(tmp_path, fmt, subtype):
+    # Integer PCM is read as integers and scaled by us: the result must be libsndfile's floats.
+    rng = np.random.default_rng(3)
+    data = np.clip(tone(22050, 0.7, channels=2) + rng.normal(0, 0.3, (15435, 2)), -1, 1).astype(np.float32)
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(str(path), data, 22050, format=fmt, subtype=subtype)
+    info, samples = decode_all(path, block=333)
+    assert info.format == f"{fmt}/{subtype}"
+    assert samples.dtype == np.float32
+    np.testing.assert_array_equal(samples, sf.read(str(path), dtype="float32", always_2d=True)[0])

@@ -27,6 +27,18 @@ class AudioInfo:
     duration_hint_s: float | None = None  # what the header claims; the decoded length is the truth
 
 
+# Integer PCM is read as integers and scaled here: libsndfile's own int→float conversion costs
+# 5× the rest of reading a 16-bit WAV. Scaling by a power of two is exact, so the float32
+# samples are bit for bit those of `sf.read(dtype="float32")` (what librosa.load gets).
+_INTEGER_READS = {
+    "PCM_S8": ("int16", 2.0**-15),
+    "PCM_U8": ("int16", 2.0**-15),
+    "PCM_16": ("int16", 2.0**-15),
+    "PCM_24": ("int32", 2.0**-31),
+    "PCM_32": ("int32", 2.0**-31),
+}
+
+
 class _SoundfileReader:
     def __init__(self, path: str):
         import soundfile as sf
@@ -41,10 +53,13 @@ class _SoundfileReader:
         )
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        dtype, scale = _INTEGER_READS.get(self._file.subtype, ("float32", None))
         while True:
-            data = self._file.read(block_frames, dtype="float32", always_2d=True)
+            data = self._file.read(block_frames, dtype=dtype, always_2d=True)
             if data.shape[0] == 0:
                 return
+            if scale is not None:
+                data = np.multiply(data, np.float32(scale), dtype=np.float32)
             yield data
 
     def close(self) -> None:
