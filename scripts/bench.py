@@ -372,7 +372,7 @@ def one_core(args) -> dict:
 
 # Where a worker's time goes: each stage is the own time (cProfile's tottime) of these functions.
 STAGES = {
-    "decode": ("soundfile.py:", "/av/"),
+    "decode": ("soundfile.py:", "/av/", "decode.py:"),
     "downmix": ("stream.py:apply_channel_policy",),
     "resample": ("/soxr/", "resample.py:"),
     "framing": ("framing.py:", "_stride_tricks"),
