@@ -37,8 +37,8 @@ def stft_window(n_fft: int, win_length: int | None = None, window: str = "hann")
     return padded.astype(np.float32)
 
 
-# Frames per FFT call: a block of windowed frames and its spectrum stay in a core's L2 cache,
-# which makes windowing and the power spectrum ~4× cheaper than over a whole 10 s block at once.
+# Frames per FFT call: a block of windowed frames and its spectrum stay in a core's L2 cache.
+# Over a whole 10 s block at once, windowing, FFT and power spectrum took 1.4× as long.
 _CHUNK_FRAMES = 128
 
 
