@@ -33,6 +33,9 @@ class RunSummary:
     wall_s: float = 0.0
     tables: dict[str, int] = field(default_factory=dict)
     errors: list[dict] = field(default_factory=list)  # first few failures, for people
+    # First few problems with the inputs themselves (a missing INPUT, an unreadable directory):
+    # they are not files, so they have no row, but a script must be able to see them.
+    warnings: list[str] = field(default_factory=list)
     output: str = ""
     stopped: str | None = None
 
@@ -52,6 +55,7 @@ class RunSummary:
             "tables": dict(self.tables),
             "output": self.output,
             "errors": self.errors,
+            "warnings": self.warnings,
             "stopped": self.stopped,
             "exit_status": self.exit_status,
         }
@@ -104,17 +108,17 @@ def extract(
     if not inputs:
         raise ConfigError("no INPUT given: name directories, files or globs (or use --files-from)")
 
-    missing: list[str] = []
+    warnings: list[str] = []
 
     def on_warning(message: str) -> None:
-        missing.append(message)
+        warnings.append(message)
         progress.warn(message)
 
     files = discover(inputs, extensions=config.input.extensions, include=include, exclude=exclude, on_warning=on_warning)
-    if prune and (not files or any(m.startswith(("cannot read", "no file matches")) for m in missing)):
+    if prune and (not files or any(m.startswith(("cannot read", "no file matches")) for m in warnings)):
         # An unmounted disk or a typo must not empty a dataset built over months.
         raise ConfigError("--prune refused: an INPUT is missing or no audio was found, so every row would go")
-    summary = RunSummary(files_seen=len(files), output=os.path.abspath(out))
+    summary = RunSummary(files_seen=len(files), output=os.path.abspath(out), warnings=warnings[:20])
     dataset = Dataset(out, version=__version__).open()
     try:
         from audiokit.pipeline import OUTPUT_FAILURE, FileProcessor, plan

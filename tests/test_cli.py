@@ -116,6 +116,17 @@ def test_fail_fast_stops_at_the_first_failure(corpus, tmp_path):
     assert code == 1 and summary["stopped"] == "fail-fast" and summary["failed"] == 1
 
 
+def test_missing_inputs_are_warnings_in_the_json_summary(corpus, tmp_path):
+    # Not files, so no rows: a script reading the summary still has to see them.
+    gone, glob = tmp_path / "unmounted", str(tmp_path / "nothing-*.wav")
+    code, summary, stderr = run_json("extract", str(corpus / "a"), str(gone), glob, "-o", str(tmp_path / "out"), "-x", "mfcc")
+    assert code == 0 and summary["processed"] == 2
+    assert summary["warnings"] == [f"cannot read {gone}: No such file or directory", f"no file matches {glob!r}"]
+    assert f"audiokit: warning: cannot read {gone}" in stderr
+    code, summary, _ = run_json("extract", str(corpus / "a"), "-o", str(tmp_path / "out"), "-x", "mfcc")
+    assert summary["warnings"] == [] and summary["skipped"] == 2
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [
