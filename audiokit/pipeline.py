@@ -3,6 +3,7 @@ feed every extractor that wants that rate, stage the rows for the writer."""
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -90,6 +91,17 @@ class FileProcessor:
         }
         self.entries = {name: done_entry(config, name) for name in config.chain}
         self.table_schemas = {ext.table: ext.schema() for ext in self.extractors.values()}
+
+    @staticmethod
+    def preload(config: Config) -> None:
+        """Import the libraries processing needs (decoder, resampler, the chain's `preload`) in
+        this process, so that worker processes forked from it start with them loaded."""
+        import soundfile  # noqa: F401
+        import soxr  # noqa: F401
+
+        for name in config.chain:
+            for module in REGISTRY[name].preload:
+                importlib.import_module(module)
 
     def process(self, task: Task, on_open=None) -> FileResult:
         row = files_row(task, self.config)

@@ -46,6 +46,9 @@ class Extractor:
     Params: ClassVar[type]
     # Bump when the numbers an extractor writes change for the same params: re-runs redo it.
     version: ClassVar[int] = 1
+    # Modules the local engine imports before it forks its workers, which then inherit them
+    # instead of each importing them on its first file.
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any, *, backend: str = "numpy", device: str = "cpu"):
         self.params = params

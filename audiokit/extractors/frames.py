@@ -30,6 +30,7 @@ class FrameExtractor(Extractor):
     """
 
     pad_modes: ClassVar[tuple[str, ...]] = ("constant",)
+    preload = ("scipy.fft",)  # 0.14 s to import (numpy's lazy submodules, via its array API layer)
     frame_length: int
     hop_length: int
     center: bool = True

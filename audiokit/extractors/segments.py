@@ -228,6 +228,7 @@ class _ClassifierStream:
 class _SegmenterBase(Extractor):
     # Bump `version` whenever the shipped weights change: re-runs then redo these tables.
     version = 2
+    preload = ("scipy.fft",)
 
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
