@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from audiokit.audio import Resampler, apply_channel_policy, open_audio, output_channels
 from audiokit.config import Config
 from audiokit.discover import AudioFile
 from audiokit.errors import DecodeError, ExtractorError, FileError
 from audiokit.extractors import REGISTRY, Extractor
-from audiokit.store.arrays import numeric, strings
+from audiokit.store.arrays import repeated
 from audiokit.store.dataset import FileResult
 from audiokit.store.parts import StageWriter
 
@@ -232,8 +231,7 @@ def error_result(task: Task, config: Config, kind: str, message: str) -> FileRes
 
 
 def _with_file_id(batch: pa.RecordBatch, file_id: str, schema: pa.Schema) -> pa.RecordBatch:
-    ids = pa.DictionaryArray.from_arrays(numeric(np.zeros(batch.num_rows, dtype=np.int32)), strings([file_id]))
-    return pa.RecordBatch.from_arrays([pc.cast(ids, pa.string()), *batch.columns], schema=schema.remove_metadata())
+    return pa.RecordBatch.from_arrays([repeated(file_id, batch.num_rows), *batch.columns], schema=schema.remove_metadata())
 
 
 __all__ = ["FileProcessor", "Plan", "Task", "plan"]

@@ -30,6 +30,14 @@ def strings(values: Sequence[str | None]) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(encoded), [_validity(valid), pa.py_buffer(offsets), data])
 
 
+def repeated(value: str, count: int) -> pa.Array:
+    """`count` copies of one string (a file's id on each of its rows); unlike `pa.repeat` it
+    does not import pyarrow.compute (30 ms of start-up)."""
+    encoded = value.encode()
+    offsets = np.arange(count + 1, dtype=np.int32) * np.int32(len(encoded))  # a batch's rows: < 2 GiB
+    return pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * count)])
+
+
 def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """`pa.Table.from_pylist(rows, schema=schema)` for flat schemas of numbers, timestamps
     (given as integers in the schema's unit), strings and lists of strings."""
@@ -69,4 +77,4 @@ def _validity(valid: np.ndarray | None) -> pa.Buffer | None:
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-__all__ = ["numeric", "strings", "table_from_rows"]
+__all__ = ["numeric", "repeated", "strings", "table_from_rows"]

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from audiokit.errors import OutputError
@@ -292,6 +291,8 @@ class Dataset:
                 meta_config = config or _config_from(old_schema)
                 writer = PartWriter(part, out_schema.with_metadata(self._metadata(meta_config, file_ids)))
                 try:
+                    import pyarrow.compute as pc  # only re-runs rewrite parts (30 ms to import)
+
                     drop = strings(replaced)
                     for batch in iter_batches(part):
                         mask = pc.invert(pc.is_in(batch.column("file_id"), value_set=drop))
@@ -370,7 +371,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 def _copy_source(writer: PartWriter, source, schema: pa.Schema) -> None:
     """Rows from a table, or from a worker's staged file."""
     if isinstance(source, pa.Table):
-        writer.write(source.cast(schema))
+        writer.write(source if source.schema.equals(schema) else source.cast(schema))
     else:
         for batch in iter_staged(source):
             writer.write(_conform(batch, schema))
