@@ -12,15 +12,19 @@ generated here) is processed, alternating A/B for `--rounds` rounds, by
   librosa    a multiprocessing.Pool(N) around librosa.load(sr=22050, mono=True) →
              librosa.feature.mfcc → one Parquet file per worker
   floor      the same pool doing only decode + downmix + resample to 22050 Hz (soxr HQ),
-             with audiokit's decoder, downmix and resampler
+             with audiokit's decoder, downmix and resampler, in processes set up like
+             audiokit's workers (freed memory kept for reuse)
 It checks that audiokit's MFCC equals librosa's and prints real-time factors (per format: one
 core, audiokit's worker path and the floor, no start-up), the speedup over librosa, audiokit's
 time over the decode floor, and the peak RSS of each run's whole process tree (from /proc).
 
 `--one-core` runs the same three pipelines file by file in this process on one thread, without
 interpreter start-up, worker processes or the writer's commits (audiokit: what one worker does
-per file, staged parts included): the cost per core, which is what decides throughput on
-corpora much larger than the benchmark's.
+per file, staged parts included; all three with freed memory kept for reuse, as in audiokit's
+workers): the cost per core, which is what decides throughput on corpora much larger than the
+benchmark's.
+
+Every process here starts with one OpenBLAS thread, as the audiokit command does for itself.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # audiokit, installed or not
 
@@ -137,8 +143,15 @@ def run_librosa_pipeline(paths: list[str], out: str, workers: int) -> None:
         pq.write_table(pa.concat_tables(rows), os.path.join(out, "mfcc.parquet"))
 
 
+def _floor_pool_init():
+    from audiokit.engines.local import reuse_freed_memory
+
+    _pool_init()
+    reuse_freed_memory()
+
+
 def run_floor(paths: list[str], workers: int) -> float:
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_floor_pool_init) as pool:
         return sum(pool.imap_unordered(_floor_one, paths))
 
 
@@ -315,10 +328,14 @@ def memory(args) -> dict:
 
 
 def _in_process_corpus(args):
-    """One BLAS thread, audiokit importable, and the corpus: (paths, seconds of audio, AudioFiles)."""
+    """One BLAS thread, freed memory kept as in audiokit's workers, and the corpus:
+    (paths, seconds of audio, AudioFiles)."""
     from threadpoolctl import threadpool_limits
 
+    from audiokit.engines.local import reuse_freed_memory
+
     threadpool_limits(1)
+    reuse_freed_memory()
     from audiokit.discover import discover
 
     paths = [str(p) for p in build_corpus(Path(args.corpus))]
