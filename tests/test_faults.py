@@ -115,6 +115,17 @@ def test_a_hanging_file_times_out_and_the_run_goes_on(corpus, tmp_path):
     assert sum(r["status"] == "ok" for r in files.values()) == 4
 
 
+def test_preloaded_modules_are_imported_once_before_the_workers_fork(corpus, tmp_path):
+    # `faulty` imports plugins.imported_once on its first block and names it in `preload`.
+    log = tmp_path / "imports.log"
+    code, summary, _ = run_json(
+        "extract", str(corpus), "-o", str(tmp_path / "out"), "-x", "faulty", "--set", "faulty.mode=none",
+        "--workers", "2", env={**PLUGIN_ENV, "AUDIOKIT_TEST_IMPORT_LOG": str(log)},
+    )
+    assert code == 0 and summary["processed"] == 4
+    assert len(log.read_text().split()) == 1  # by the parent; each worker would import it too
+
+
 def test_an_extractor_exception_is_a_row(corpus, tmp_path):
     marked(corpus / "odd.wav")
     code, summary, _ = run_json(
