@@ -194,7 +194,7 @@ def main() -> None:
     frees memory, and costs ~0.1 s that cron jobs over small drops would pay on every run."""
     # The parallelism is worker processes, each pinned to one BLAS thread. Say so before numpy
     # loads OpenBLAS: otherwise its thread pools start, spin, and start again in every forked
-    # worker, ~0.25 s of CPU per run (a third of the run over one short file).
+    # worker: up to 0.25 s of CPU per run, a third of a run over one short file.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app()
