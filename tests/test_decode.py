@@ -42,6 +42,27 @@ def test_ffmpeg_fallback_formats(tmp_path, name, codec, container):
     assert samples.dtype == np.float32 and 0.1 < np.abs(samples).max() < 1.0
 
 
+@pytest.mark.parametrize("block", [1000, 480000])
+def test_ffmpeg_blocks_hold_exactly_the_decoded_samples(tmp_path, block):
+    import av
+
+    path = write_av(tmp_path / "x.m4a", tone(48000, 3.0, channels=2), 48000, "aac")
+    with av.open(str(path)) as container:  # FFmpeg's own frames, planar float32
+        expected = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1).T
+    with open_audio(str(path)) as reader:
+        blocks = list(reader.blocks(block))
+    assert all(b.shape[0] == block for b in blocks[:-1]) and 0 < blocks[-1].shape[0] <= block
+    np.testing.assert_array_equal(np.concatenate(blocks), expected)
+
+
+@pytest.mark.parametrize("ext,channels", [("flac", 2), ("wav", 1)])
+def test_ffmpeg_converts_integer_pcm_exactly(tmp_path, ext, channels):
+    path = write_audio(tmp_path / f"x.{ext}", tone(44100, 2.0, channels=channels), 44100)
+    with open_audio(str(path), backends=("pyav",)) as reader:
+        ours = np.concatenate(list(reader.blocks(3000)))
+    np.testing.assert_array_equal(ours, sf.read(str(path), dtype="float32", always_2d=True)[0])
+
+
 def test_wrong_extension_is_decoded_by_content(tmp_path):
     real = write_audio(tmp_path / "x.flac", tone(16000, 0.5), 16000)
     fake = tmp_path / "actually_flac.mp3"

@@ -91,10 +91,12 @@ class _PyAVReader:
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         import av
 
-        # Convert every decoded frame to planar float32 at the native rate and layout.
-        resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=self.info.sample_rate)
-        pending: list[np.ndarray] = []
-        pending_frames = 0
+        channels, rate = self.info.channels, self.info.sample_rate
+        assembler = _BlockAssembler(block_frames, channels)
+        # Frames that are not planar float32 at the stream's rate and layout (integer codecs,
+        # a layout change) are converted; once one is, every later frame goes the same way,
+        # so that samples the converter holds back keep their order.
+        resampler = None
         bad_packets = 0
         last_error = ""
         for packet in self._container.demux(self._stream):
@@ -105,34 +107,51 @@ class _PyAVReader:
                 bad_packets += 1
                 last_error = _reason(exc)
                 continue
-            for packet_frame in decoded:
-                for converted in resampler.resample(packet_frame):
-                    chunk = converted.to_ndarray().T  # (n, channels)
-                    pending.append(chunk)
-                    pending_frames += chunk.shape[0]
-            if pending_frames >= block_frames:
-                yield from _split(np.concatenate(pending), block_frames, pending)
-                pending_frames = sum(p.shape[0] for p in pending)
-        for converted in resampler.resample(None):
-            pending.append(converted.to_ndarray().T)
-        data = np.concatenate(pending) if pending else np.zeros((0, self.info.channels), np.float32)
-        if data.shape[0]:
-            yield np.ascontiguousarray(data, dtype=np.float32)
-        elif bad_packets:
+            for frame in decoded:
+                if resampler is None and not (
+                    frame.format.name == "fltp" and frame.sample_rate == rate and len(frame.layout.channels) == channels
+                ):
+                    resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=rate)
+                for converted in (frame,) if resampler is None else resampler.resample(frame):
+                    yield from assembler.add(converted)
+        for converted in resampler.resample(None) if resampler is not None else ():
+            yield from assembler.add(converted)
+        if assembler.filled:
+            yield assembler.rest()
+        elif assembler.total == 0 and bad_packets:
             raise DecodeError(f"no packet could be decoded ({bad_packets} damaged): {last_error}")
 
     def close(self) -> None:
         self._container.close()
 
 
-def _split(data: np.ndarray, block_frames: int, pending: list[np.ndarray]) -> Iterator[np.ndarray]:
-    """Yield whole blocks of `data`; leave the remainder as the only item in `pending`."""
-    whole = (data.shape[0] // block_frames) * block_frames
-    for start in range(0, whole, block_frames):
-        yield np.ascontiguousarray(data[start : start + block_frames], dtype=np.float32)
-    pending.clear()
-    if whole < data.shape[0]:
-        pending.append(data[whole:])
+class _BlockAssembler:
+    """Copies planar float32 frames (FFmpeg's ~1024 samples each) straight into
+    `(block_frames, channels)` blocks: one copy per sample, little work per frame."""
+
+    def __init__(self, block_frames: int, channels: int):
+        self.block = np.empty((block_frames, channels), dtype=np.float32)
+        self.filled = 0
+        self.total = 0
+
+    def add(self, frame) -> Iterator[np.ndarray]:
+        n = frame.samples
+        planes = [np.frombuffer(plane, dtype=np.float32, count=n) for plane in frame.planes]
+        start = 0
+        while start < n:
+            take = min(n - start, self.block.shape[0] - self.filled)
+            for channel, plane in enumerate(planes):
+                self.block[self.filled : self.filled + take, channel] = plane[start : start + take]
+            self.filled += take
+            self.total += take
+            start += take
+            if self.filled == self.block.shape[0]:
+                yield self.block
+                self.block = np.empty_like(self.block)
+                self.filled = 0
+
+    def rest(self) -> np.ndarray:
+        return self.block[: self.filled]
 
 
 class AudioReader:
