@@ -31,7 +31,7 @@ from audiokit.extractors.base import (
     vector_array,
     vector_type,
 )
-from audiokit.store.arrays import numeric, strings
+from audiokit.store.arrays import numeric, repeated
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ class EmbeddingRows:
             numeric(np.asarray(channels, dtype=np.int32)),
             numeric(np.asarray(start, dtype=np.float64)),
             numeric(np.asarray(end, dtype=np.float64)),
-            strings([self.ext.recipe.name] * len(vectors)),
+            repeated(self.ext.recipe.name, len(vectors)),
             vector_array(np.asarray(vectors, dtype=np.float32)),
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
