@@ -11,7 +11,7 @@ import hashlib
 import json
 import sys
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,79 @@ CHANNEL_POLICIES = ("mix", "first", "each")
 _SECTIONS = ("input", "audio", "run")
 
 
+DEFAULT_EXTENSIONS = (
+    "wav", "wave", "flac", "mp3", "ogg", "oga", "opus", "m4a", "mp4", "aac", "webm", "mka",
+    "wma", "aif", "aiff", "aifc", "au", "snd", "caf", "w64", "rf64", "sph", "nist", "voc",
+)
+
+
+def param(
+    default: Any,
+    help: str,
+    choices: tuple | None = None,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    check: Callable[[Any], None] | None = None,
+) -> Any:
+    """A documented parameter of a config section or an extractor's `Params` dataclass.
+
+    Every parameter declares what it allows: `choices` (a set), numeric bounds (`min`/`max`
+    inclusive, `above`/`below` exclusive), or a `check` that raises ValueError with the reason.
+    `_build` enforces them, so a nonsense value is a ConfigError before anything is written.
+    """
+    bounds = {"min": min, "max": max, "above": above, "below": below}
+    return dataclasses.field(
+        default=default,
+        metadata={"help": help, "choices": choices, "bounds": {k: v for k, v in bounds.items() if v is not None}, "check": check},
+    )
+
+
+def check_file(path: str) -> None:
+    """the path of an existing file"""
+    if not Path(path).expanduser().is_file():
+        raise ValueError("no such file")
+
+
+def allowed(f: dataclasses.Field, hint: Any) -> str:
+    """What a parameter accepts, in words: `an integer >= 1`, `one of: hann, hamming`, …"""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    choices = f.metadata.get("choices")
+    if choices is not None:
+        text = "one of: " + ", ".join("none" if c is None else str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+    elif base is bool:
+        text = "true or false"
+    else:
+        text = {int: "an integer", float: "a number", str: "a string"}.get(base, "a list of strings")
+        signs = {"min": ">=", "above": ">", "max": "<=", "below": "<"}
+        limits = [f"{signs[k]} {v:g}" for k, v in f.metadata.get("bounds", {}).items()]
+        if limits:
+            text += " " + " and ".join(limits)
+        if f.metadata.get("check") is not None and f.metadata.get("check").__doc__:
+            text += f" ({f.metadata['check'].__doc__.strip()})"
+    if optional and (choices is None or None not in choices):
+        text += ", or none"
+    return text
+
+
+def _check_bounds(value: Any, f: dataclasses.Field, hint: Any, where: str) -> None:
+    if value is None or isinstance(value, (bool, str, tuple)):
+        return
+    b = f.metadata.get("bounds", {})
+    if (
+        ("min" in b and value < b["min"])
+        or ("max" in b and value > b["max"])
+        or ("above" in b and value <= b["above"])
+        or ("below" in b and value >= b["below"])
+        or value != value  # NaN
+    ):
+        raise ConfigError(f"{where}={value!r} is out of range; allowed: {allowed(f, hint)}")
+
+
 def default_config_path() -> Path:
     from importlib import resources
 
@@ -36,22 +109,24 @@ def default_config_path() -> Path:
 
 @dataclass(frozen=True)
 class InputConfig:
-    extensions: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = param(
+        DEFAULT_EXTENSIONS, "file extensions recognised as audio in directories (case-insensitive)"
+    )
 
 
 @dataclass(frozen=True)
 class AudioConfig:
-    channels: str = "mix"
-    block_seconds: float = 10.0
+    channels: str = param("mix", "mix (average to mono), first, or each (one `channel` per input channel)", choices=CHANNEL_POLICIES)
+    block_seconds: float = param(10.0, "seconds decoded at a time; memory does not grow with file length", above=0, max=3600)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    file_timeout: float = 600.0  # seconds per hour of audio
-    min_file_timeout: float = 120.0
+    file_timeout: float = param(600.0, "seconds allowed per hour of audio before a file is marked `timeout`", above=0)
+    min_file_timeout: float = param(120.0, "the least time any file is allowed, seconds", above=0)
     # --backend torch: longer files are computed in their decode worker, not shipped whole to
     # the device process, so memory stays bounded whatever the length.
-    max_device_file_s: float = 600.0
+    max_device_file_s: float = param(600.0, "--backend torch: longer files are computed in their worker, seconds", above=0)
 
 
 @dataclass(frozen=True)
@@ -159,12 +234,6 @@ def load_config(
         audio=_build(AudioConfig, raw.get("audio", {}), "audio"),
         run=_build(RunConfig, raw.get("run", {}), "run"),
     )
-    if config.audio.channels not in CHANNEL_POLICIES:
-        raise ConfigError(
-            f"audio.channels={config.audio.channels!r}; choose from: {', '.join(CHANNEL_POLICIES)}"
-        )
-    if config.audio.block_seconds <= 0:
-        raise ConfigError("audio.block_seconds must be positive")
     for name in chain:
         try:
             REGISTRY[name](params[name]).validate()
@@ -184,11 +253,19 @@ def _build(cls: type, values: dict, section: str):
             raise ConfigError(
                 f"unknown parameter {section}.{key}; valid: {', '.join(sorted(fields))}"
             )
-        value = _coerce(value, hints[key], f"{section}.{key}")
-        choices = fields[key].metadata.get("choices")
+        where = f"{section}.{key}"
+        f = fields[key]
+        value = _coerce(value, hints[key], where)
+        choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
-            shown = ", ".join("none" if c is None else str(c) for c in choices)
-            raise ConfigError(f"{section}.{key}={value!r}; choose from: {shown}")
+            raise ConfigError(f"{where}={value!r} is not allowed; allowed: {allowed(f, hints[key])}")
+        _check_bounds(value, f, hints[key], where)
+        check = f.metadata.get("check")
+        if check is not None and value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}={value!r}: {exc}; allowed: {allowed(f, hints[key])}") from None
         kwargs[key] = value
     return cls(**kwargs)
 

@@ -133,7 +133,7 @@ def test_missing_inputs_are_warnings_in_the_json_summary(corpus, tmp_path):
         (["-x", "mfcc,nope"], "unknown extractor 'nope'; choose from: embeddings, logmel, mfcc, segment_probs, segments, spectral"),
         (["--set", "mfcc.n_mfc=13"], "unknown parameter mfcc.n_mfc"),
         (["--set", "mfcc.n_mfcc=lots"], "mfcc.n_mfcc must be an integer"),
-        (["--set", "audio.channels=left"], "choose from: mix, first, each"),
+        (["--set", "audio.channels=left"], "allowed: one of: mix, first, each"),
         (["-c", "/nonexistent.toml"], "config file not found"),
         (["--backend", "tensorflow"], "choose from: numpy, torch"),
     ],

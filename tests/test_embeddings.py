@@ -441,8 +441,8 @@ def test_without_torch_the_package_imports_and_embeddings_is_a_config_error(tmp_
         ("embeddings.dtype=float16", "float16 needs device=cuda"),
         ("embeddings.window_s=0", "window_s=0"),
         ("embeddings.batch_size=0", "batch_size=0"),
-        ("embeddings.pooling=median", "choose from: none, mean, max"),
-        ("embeddings.model=nope", "unknown model 'nope'"),
+        ("embeddings.pooling=median", "allowed: one of: none, mean, max"),
+        ("embeddings.model=nope", "embeddings.model='nope': unknown model"),
     ],
 )
 @needs_ge2e

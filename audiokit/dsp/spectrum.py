@@ -25,6 +25,14 @@ def _window(name: str, length: int) -> np.ndarray:
     return scipy.signal.get_window(name, length, fftbins=True)
 
 
+def check_window(name: str) -> None:
+    """a window name scipy.signal.get_window knows"""
+    try:
+        _window(name, 16)
+    except (ValueError, TypeError):
+        raise ValueError("unknown window") from None
+
+
 def stft_window(n_fft: int, win_length: int | None = None, window: str = "hann") -> np.ndarray:
     """librosa's analysis window: periodic `window` of `win_length`, zero-padded centred to `n_fft`."""
     win_length = n_fft if win_length is None else win_length

@@ -31,12 +31,24 @@ def describe() -> dict:
     import dataclasses
     import typing
 
+    from audiokit.config import allowed
+
     out = {}
     for name, cls in sorted(REGISTRY.items()):
         hints = typing.get_type_hints(cls.Params)
         params = []
         for f in dataclasses.fields(cls.Params):
             hint = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            params.append({"name": f.name, "type": hint, "default": f.default, "help": f.metadata.get("help", "")})
+            params.append(
+                {
+                    "name": f.name,
+                    "type": hint,
+                    "default": f.default,
+                    "help": f.metadata.get("help", ""),
+                    "allowed": allowed(f, hints[f.name]),
+                    "choices": f.metadata.get("choices"),
+                    "bounds": f.metadata.get("bounds", {}),
+                }
+            )
         out[name] = {"table": cls.table, "description": cls.description, "params": params}
     return out

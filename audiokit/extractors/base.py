@@ -8,13 +8,13 @@ and returns Arrow record batches (every column but `file_id`, which the pipeline
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pyarrow as pa
 
+from audiokit.config import param  # noqa: F401  (re-exported: extractors declare their Params with it)
 from audiokit.store.arrays import numeric
 
 REGISTRY: dict[str, type[Extractor]] = {}
@@ -26,11 +26,6 @@ def register(cls: type[Extractor]) -> type[Extractor]:
         raise ValueError(f"extractor {cls.name!r} registered twice")
     REGISTRY[cls.name] = cls
     return cls
-
-
-def param(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A documented parameter of an extractor's `Params` dataclass."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 class ExtractorStream(Protocol):

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
+from audiokit.config import check_file
 from audiokit.errors import ConfigError, ExtractorError
 from audiokit.extractors.base import (
     Extractor,
@@ -34,18 +36,26 @@ from audiokit.extractors.base import (
 from audiokit.store.arrays import numeric, repeated
 
 
+def check_model(model: str) -> None:
+    """a name from `audiokit models list`, or a model card PATH.toml"""
+    from audiokit.models.registry import BUILTIN
+
+    if model not in BUILTIN and not (model.endswith(".toml") and Path(model).expanduser().is_file()):
+        raise ValueError("unknown model")
+
+
 @dataclass(frozen=True)
 class EmbeddingParams:
-    model: str = param("ge2e", "model name from `audiokit models list`, or a user model card PATH.toml")
-    window_s: float | None = param(None, "window length, seconds; none = the model's default")
-    hop_s: float | None = param(None, "seconds between window starts; none = the model's default")
+    model: str = param("ge2e", "model name from `audiokit models list`, or a user model card PATH.toml", check=check_model)
+    window_s: float | None = param(None, "window length, seconds; none = the model's default", above=0, max=3600)
+    hop_s: float | None = param(None, "seconds between window starts; none = the model's default", above=0, max=3600)
     pooling: str = param(
         "none", "none = one row per window; mean/max = one row per file and channel", choices=("none", "mean", "max")
     )
-    batch_size: int = param(16, "windows per forward pass")
+    batch_size: int = param(16, "windows per forward pass", min=1, max=65536)
     device: str = param("auto", "auto (cuda when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
     dtype: str = param("float32", "float32, or float16 (CUDA only)", choices=("float32", "float16"))
-    weights: str | None = param(None, "checkpoint path instead of the model's own weights")
+    weights: str | None = param(None, "checkpoint path instead of the model's own weights", check=check_file)
 
 
 @register

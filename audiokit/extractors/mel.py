@@ -16,33 +16,33 @@ from audiokit.dsp import (
     stft_window,
 )
 from audiokit.dsp.mel import BandedFilterbank
-from audiokit.dsp.spectrum import power_spectrum
+from audiokit.dsp.spectrum import check_window, power_spectrum
 from audiokit.extractors.base import param, register, vector_type
 from audiokit.extractors.frames import FrameExtractor
 
 
 @dataclass(frozen=True)
 class StftParams:
-    sr: int = param(22050, "sample rate the audio is resampled to (soxr HQ), Hz")
-    n_fft: int = param(2048, "FFT size in samples")
-    hop_length: int = param(512, "samples between frame starts")
-    win_length: int | None = param(None, "window length (<= n_fft); none = n_fft")
-    window: str = param("hann", "window name understood by scipy.signal.get_window")
+    sr: int = param(22050, "sample rate the audio is resampled to (soxr HQ), Hz", min=1000, max=384000)
+    n_fft: int = param(2048, "FFT size in samples", min=16, max=65536)
+    hop_length: int = param(512, "samples between frame starts", min=1, max=65536)
+    win_length: int | None = param(None, "window length (<= n_fft); none = n_fft", min=1, max=65536)
+    window: str = param("hann", "window name understood by scipy.signal.get_window", check=check_window)
     center: bool = param(True, "pad n_fft//2 on both sides so frame t is centred at t*hop/sr")
     pad_mode: str = param("constant", "padding for center", choices=("constant", "edge"))
 
 
 @dataclass(frozen=True)
 class MelParams(StftParams):
-    n_mels: int = param(128, "number of mel bands")
-    fmin: float = param(0.0, "lowest band edge, Hz")
-    fmax: float | None = param(None, "highest band edge, Hz; none = sr/2")
+    n_mels: int = param(128, "number of mel bands", min=1, max=1024)
+    fmin: float = param(0.0, "lowest band edge, Hz", min=0)
+    fmax: float | None = param(None, "highest band edge, Hz; none = sr/2", above=0)
     htk: bool = param(False, "HTK mel formula instead of Slaney's")
     norm: str | None = param("slaney", "filter normalisation: slaney or none", choices=("slaney", None))
-    power: float = param(2.0, "exponent of the magnitude spectrum (2 = power)")
-    ref: float = param(1.0, "reference power for dB (power_to_db's ref)")
-    amin: float = param(1e-10, "floor before the logarithm")
-    top_db: float | None = param(80.0, "floor at the file's peak minus this many dB; none = no floor")
+    power: float = param(2.0, "exponent of the magnitude spectrum (2 = power)", above=0, max=8)
+    ref: float = param(1.0, "reference power for dB (power_to_db's ref)", above=0)
+    amin: float = param(1e-10, "floor before the logarithm", above=0)
+    top_db: float | None = param(80.0, "floor at the file's peak minus this many dB; none = no floor", min=0)
 
     @property
     def filter_norm(self) -> str | None:
@@ -51,7 +51,7 @@ class MelParams(StftParams):
 
 @dataclass(frozen=True)
 class MfccParams(MelParams):
-    n_mfcc: int = param(20, "number of cepstral coefficients")
+    n_mfcc: int = param(20, "number of cepstral coefficients", min=1, max=1024)
     dct_type: int = param(2, "DCT type (only 2 is supported)", choices=(2,))
     # As in librosa.feature.mfcc: `norm` is the DCT's, `mel_norm` the filterbank's.
     norm: str | None = param("ortho", "DCT normalisation: ortho or none", choices=("ortho", None))
@@ -60,7 +60,7 @@ class MfccParams(MelParams):
     @property
     def filter_norm(self) -> str | None:
         return self.mel_norm
-    lifter: float = param(0.0, "cepstral liftering (0 = none)")
+    lifter: float = param(0.0, "cepstral liftering (0 = none)", min=0)
 
 
 class _MelExtractor(FrameExtractor):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from audiokit.config import check_file
 from audiokit.extractors.base import Extractor, key_columns, param, register, span_columns
 from audiokit.models.segmenter import (
     CLASSES,
@@ -30,21 +31,23 @@ SPEECH, MUSIC, NOISE, SILENCE = range(4)
 
 @dataclass(frozen=True)
 class SegmentsParams:
-    min_segment_s: float = param(1.0, "stretches shorter than this merge into a neighbour, seconds")
+    min_segment_s: float = param(1.0, "stretches shorter than this merge into a neighbour, seconds", min=0, max=3600)
     switch_penalty: float = param(
         12.0,
         "smoothing strength: log-probability cost of changing label (0 = frame-wise decisions)",
+        min=0,
+        max=1000,
     )
     max_pause_s: float = param(
-        0.5, "silence or noise shorter than this between speech counts as speech, seconds"
+        0.5, "silence or noise shorter than this between speech counts as speech, seconds", min=0, max=3600
     )
-    silence_db: float = param(-60.0, "frames quieter than this (dBFS) are silence")
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2")
+    silence_db: float = param(-60.0, "frames quieter than this (dBFS) are silence", min=-200, max=0)
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2", check=check_file)
 
 
 @dataclass(frozen=True)
 class SegmentProbsParams:
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2")
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2", check=check_file)
 
 
 # ---------------------------------------------------------------- pure smoothing logic

@@ -28,11 +28,11 @@ COLUMNS = ("centroid", "bandwidth", "rolloff", "flatness", "zcr", "rms")
 
 @dataclass(frozen=True)
 class SpectralParams(StftParams):
-    roll_percent: float = param(0.85, "rolloff: fraction of the magnitude below the rolloff frequency")
-    bandwidth_p: float = param(2.0, "bandwidth: order p of the deviation")
-    flatness_power: float = param(2.0, "flatness: exponent of the magnitude spectrum")
-    flatness_amin: float = param(1e-10, "flatness: floor of the (power) spectrum")
-    zcr_threshold: float = param(1e-10, "zcr: |samples| at or below this count as zero")
+    roll_percent: float = param(0.85, "rolloff: fraction of the magnitude below the rolloff frequency", above=0, below=1)
+    bandwidth_p: float = param(2.0, "bandwidth: order p of the deviation", above=0, max=16)
+    flatness_power: float = param(2.0, "flatness: exponent of the magnitude spectrum", above=0, max=8)
+    flatness_amin: float = param(1e-10, "flatness: floor of the (power) spectrum", above=0)
+    zcr_threshold: float = param(1e-10, "zcr: |samples| at or below this count as zero", min=0, below=1)
 
 
 @register
@@ -56,10 +56,6 @@ class Spectral(FrameExtractor):
         self.pad_modes = (params.pad_mode, "edge")
         self.window = stft_window(params.n_fft, params.win_length, params.window)
         self.freqs = fft_frequencies(sr=params.sr, n_fft=params.n_fft)
-
-    def validate(self) -> None:
-        if not 0.0 < self.params.roll_percent < 1.0:
-            raise ValueError(f"roll_percent must lie in (0, 1), got {self.params.roll_percent}")
 
     def feature_fields(self) -> list[pa.Field]:
         return [pa.field(name, pa.float32()) for name in COLUMNS]
