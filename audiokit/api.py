@@ -378,15 +378,19 @@ def info(out: str) -> dict:
     table, only the Parquet footers."""
     import json
 
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from audiokit.store.dataset import read_files_table
     from audiokit.store.schema import META_DIR
 
     root = _dataset_root(out)
-    files = read_files_table(root, columns=["status", "error_kind", "duration_s"])
-    ok = pc.equal(files.column("status"), "ok")
+    files = read_files_table(root, columns=["status", "error_kind", "duration_s"]).to_pydict()
+    ok = [status == "ok" for status in files["status"]]
+    errors: dict[str, int] = {}
+    for good, kind in zip(ok, files["error_kind"]):
+        if not good:
+            errors[kind] = errors.get(kind, 0) + 1
+    hours = sum(d or 0.0 for good, d in zip(ok, files["duration_s"]) if good) / 3600.0
     tables = {}
     for name, parts in _table_parts(root).items():
         tables[name] = {
@@ -401,16 +405,13 @@ def info(out: str) -> dict:
     if os.path.exists(runs_path):
         with open(runs_path) as f:
             runs = [json.loads(line) for line in f if line.strip()][-5:]
-    failed_kinds = pc.filter(files.column("error_kind"), pc.invert(ok))
-    errors = {str(c["values"]): int(c["counts"]) for c in pc.value_counts(failed_kinds).to_pylist()}
-    n_ok = int(pc.sum(ok).as_py() or 0)
     return {
         "output": root,
-        "files": files.num_rows,
-        "ok": n_ok,
-        "failed": files.num_rows - n_ok,
+        "files": len(ok),
+        "ok": sum(ok),
+        "failed": len(ok) - sum(ok),
         "errors_by_kind": errors,
-        "hours": round((pc.sum(pc.filter(files.column("duration_s"), ok)).as_py() or 0.0) / 3600.0, 4),
+        "hours": round(hours, 4),
         "tables": tables,
         "config": manifest.get("config"),
         "config_hash": manifest.get("config_hash"),
@@ -425,20 +426,21 @@ def info(out: str) -> dict:
 
 def failures(out: str) -> list[dict]:
     """Every file that failed: `path`, `relpath`, `error_kind`, `error`, sorted by path."""
-    import pyarrow.compute as pc
-
     from audiokit.store.dataset import read_files_table
 
-    files = read_files_table(_dataset_root(out), columns=["path", "relpath", "status", "error_kind", "error"])
-    failed = files.filter(pc.not_equal(files.column("status"), "ok")).drop_columns(["status"])
-    return sorted(failed.to_pylist(), key=lambda f: f["path"])
+    columns = ["path", "relpath", "status", "error_kind", "error"]
+    files = read_files_table(_dataset_root(out), columns=columns).to_pydict()
+    failed = [
+        {"path": p, "relpath": r, "error_kind": k, "error": e}
+        for p, r, status, k, e in zip(*(files[c] for c in columns))
+        if status != "ok"
+    ]
+    return sorted(failed, key=lambda f: f["path"])
 
 
 def file_info(out: str, path: str) -> dict:
     """One file's `files` row and how many rows each table holds for it. `path` is the file's
     path (as given to extract, or absolute), its relpath or its file_id."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from audiokit.discover import printable
@@ -447,25 +449,44 @@ def file_info(out: str, path: str) -> dict:
 
     root = _dataset_root(out)
     files = read_files_table(root)
-    by_path = pc.is_in(files.column("path"), value_set=pa.array([path, printable(os.path.abspath(path))]))
-    match = files.filter(pc.or_(by_path, pc.or_(pc.equal(files.column("relpath"), path), pc.equal(files.column("file_id"), path))))
-    if match.num_rows == 0:
+    keys = files.select(["path", "relpath", "file_id"]).to_pydict()
+    absolute = printable(os.path.abspath(path))
+    found = [
+        i
+        for i, (p, r, f) in enumerate(zip(keys["path"], keys["relpath"], keys["file_id"]))
+        if path in (p, r, f) or p == absolute
+    ]
+    if not found:
         raise ConfigError(f"{path} is not in the dataset {out} (give its path, relpath or file_id)")
-    if match.num_rows > 1:
-        listed = ", ".join(match.column("path").to_pylist()[:5])
-        raise ConfigError(f"{path} matches {match.num_rows} files ({listed}); give the path or file_id")
-    row = match.to_pylist()[0]
+    if len(found) > 1:
+        listed = ", ".join(keys["path"][i] for i in found[:5])
+        raise ConfigError(f"{path} matches {len(found)} files ({listed}); give the path or file_id")
+    one = files.slice(found[0], 1)
+    # pyarrow converts tz-aware timestamps through pandas (0.2 s to import): do it by hand.
+    ms = one.column("processed_at").cast("int64")[0].as_py()
+    row = one.drop_columns(["processed_at"]).to_pylist()[0]
+    row["processed_at"] = None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat()
     counts = {}
     for name, parts in _table_parts(root).items():
         if name == FILES_TABLE:
             continue
-        rows = 0
+        counts[name] = 0
         for part in parts:
             ids = part_file_ids(pq.read_schema(part).metadata)
-            if ids is not None and row["file_id"] not in ids:
-                continue
-            column = pq.read_table(part, columns=["file_id"], filters=[("file_id", "=", row["file_id"])])
-            rows += column.num_rows
-        counts[name] = rows
+            if ids is None or row["file_id"] in ids:
+                counts[name] += _rows_of(part, row["file_id"])
     return {"file": row, "tables": counts}
 
+
+def _rows_of(part: str, file_id: str) -> int:
+    """Rows of `file_id` in a part, from its file_id column read as a dictionary."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    column = pq.ParquetFile(part, read_dictionary=["file_id"]).read(columns=["file_id"]).column(0)
+    rows = 0
+    for chunk in column.chunks:
+        names = chunk.dictionary.to_pylist()
+        if file_id in names:
+            rows += int(np.count_nonzero(chunk.indices.to_numpy(zero_copy_only=False) == names.index(file_id)))
+    return rows

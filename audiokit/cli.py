@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 EXIT_STATUS_HELP = """Exit status: 0 every file ok; 1 finished, some file failed (each failure is a row in
 `files`); 2 usage or config error, nothing written; 3 output locked by another run or not
@@ -22,6 +23,20 @@ EXTRACT_EXAMPLES = """\b
 Examples:
   audiokit extract recordings/ -o features/
   audiokit extract /dumps -o /features -c speech --set mfcc.n_mfcc=40 --json --quiet"""
+
+
+class _Command(TyperCommand):
+    """Usage lines as man pages write them (`OUT [PATH]`, `[INPUT]...`): arguments are named in
+    the usage line and described in the command's help text, not listed with a type column."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or param.name.upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
 
 
 def _version(value: bool) -> None:
@@ -54,7 +69,7 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-@app.command(epilog=EXIT_STATUS_HELP + "\n\n" + EXTRACT_EXAMPLES)
+@app.command(cls=_Command, epilog=EXIT_STATUS_HELP + "\n\n" + EXTRACT_EXAMPLES)
 def extract(
     inputs: list[str] = typer.Argument(None, metavar="INPUT", hidden=True),
     out: Path = typer.Option(..., "-o", "--out", metavar="OUT", help="Output dataset directory (new, empty, or an audiokit dataset)."),
@@ -136,14 +151,16 @@ def extract(
     raise typer.Exit(summary.exit_status)
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
-    out: Path = typer.Argument(..., metavar="OUT", help="A dataset written by `audiokit extract`."),
-    path: str | None = typer.Argument(None, metavar="[PATH]", help="One file (its path, relpath or file_id): its row and its rows per table."),
+    out: Path = typer.Argument(..., metavar="OUT", hidden=True),
+    path: str | None = typer.Argument(None, metavar="PATH", hidden=True),
     failed: bool = typer.Option(False, "--failed", help="List the files that failed: path, error kind, error."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """What a dataset holds: files ok/failed, hours of audio, tables and rows, config, last runs."""
+    """What the dataset OUT holds: files ok/failed, hours of audio, tables and rows, config,
+    last runs. With PATH (a file's path, relpath or file_id): that file's row and its rows per
+    table."""
     from audiokit import api
     from audiokit.errors import ConfigError
 
@@ -223,10 +240,10 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         typer.echo(f"         {m['description']}")
 
 
-@models_app.command("pull")
-def models_pull(name: str = typer.Argument(..., help="A model from `audiokit models list`.")) -> None:
-    """Download a model's official checkpoint (pinned sha256, resumable) into the model dir
-    ($AUDIOKIT_MODEL_DIR, default ~/.cache/audiokit/models)."""
+@models_app.command("pull", cls=_Command)
+def models_pull(name: str = typer.Argument(..., metavar="NAME", hidden=True)) -> None:
+    """Download the official checkpoint of model NAME (from `audiokit models list`; pinned
+    sha256, resumable) into the model dir ($AUDIOKIT_MODEL_DIR, default ~/.cache/audiokit/models)."""
     from audiokit.models import DownloadError, ModelError, pull
 
     def on_progress(done: int, total: int | None) -> None:
