@@ -488,5 +488,9 @@ def _rows_of(part: str, file_id: str) -> int:
     for chunk in column.chunks:
         names = chunk.dictionary.to_pylist()
         if file_id in names:
-            rows += int(np.count_nonzero(chunk.indices.to_numpy(zero_copy_only=False) == names.index(file_id)))
+            # From the index buffer: Arrow's own numpy conversion imports pandas (0.2 s).
+            indices = chunk.indices
+            width = indices.type.bit_width // 8
+            values = np.frombuffer(indices.buffers()[1], dtype=f"<i{width}", count=indices.offset + len(indices))
+            rows += int(np.count_nonzero(values[indices.offset :] == names.index(file_id)))
     return rows
