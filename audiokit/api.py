@@ -1,86 +1,16 @@
-"""The library behind the CLI: `extract(...)` and `info(...)`."""
+"""The library behind the CLI: `extract(...)`, `info(...)`, `failures(...)`, `file_info(...)`."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import glob
 import os
-import signal
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
-from audiokit import __version__
-from audiokit.config import SCHEMA_VERSION, Config, load_config
-from audiokit.discover import AudioFile, discover
-from audiokit.errors import ConfigError, Interrupted, OutputError
-from audiokit.store.dataset import Dataset, FileResult
+from audiokit.config import Config, load_config
+from audiokit.errors import ConfigError
+from audiokit.run import Progress, Run, RunSummary
 
-COMMIT_EVERY_FILES = 64
-COMMIT_EVERY_SECONDS = 5.0
-
-
-@dataclass
-class RunSummary:
-    files_seen: int = 0
-    processed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    pruned: int = 0
-    audio_s: float = 0.0
-    wall_s: float = 0.0
-    tables: dict[str, int] = field(default_factory=dict)
-    errors: list[dict] = field(default_factory=list)  # first few failures, for people
-    # First few problems with the inputs themselves (a missing INPUT, an unreadable directory):
-    # they are not files, so they have no row, but a script must be able to see them.
-    warnings: list[str] = field(default_factory=list)
-    output: str = ""
-    stopped: str | None = None  # "fail-fast", or the signal that stopped the run
-    signal: int | None = None
-    error: str | None = None  # why the run could not proceed (exit 3)
-
-    @property
-    def exit_status(self) -> int:
-        """What `audiokit extract` returns: 128+N after signal N, 3 when the output failed,
-        1 when some file failed, else 0."""
-        if self.signal is not None:
-            return 128 + self.signal
-        if self.error is not None:
-            return 3
-        return 1 if self.failed else 0
-
-    def to_dict(self) -> dict:
-        return {
-            "files_seen": self.files_seen,
-            "processed": self.processed,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "pruned": self.pruned,
-            "audio_s": round(self.audio_s, 3),
-            "wall_s": round(self.wall_s, 3),
-            "tables": dict(self.tables),
-            "output": self.output,
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "stopped": self.stopped,
-            "error": self.error,
-            "exit_status": self.exit_status,
-        }
-
-
-class Progress:
-    """Callbacks a front end implements to show progress; the default shows nothing."""
-
-    def start(self, files: list[AudioFile]) -> None: ...
-
-    def advance(self, file: AudioFile, result: FileResult) -> None: ...
-
-    def warn(self, message: str) -> None: ...
-
-    def close(self) -> None: ...
+__all__ = ["Progress", "RunSummary", "extract", "failures", "file_info", "info"]
 
 
 def extract(
@@ -95,6 +25,8 @@ def extract(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     workers: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
     backend: str = "numpy",
     device: str = "auto",
     force: bool = False,
@@ -109,7 +41,10 @@ def extract(
     must exist (a glob may match nothing). `files_from` lists more files, which may have gone
     since the list was made (a warning each). `config_path` is a TOML file or the name of a
     shipped config (`default`, `speech`, `music`); `extractors` replaces its chain and
-    `overrides` are `SECTION.PARAM=VALUE` strings, as `--set`.
+    `overrides` are `SECTION.PARAM=VALUE` strings, as `--set`. `engine` is `local` (worker
+    processes on this machine) or `ray` (a Ray cluster at `ray_address`, or a local Ray
+    instance when it is None); `backend` (`numpy` or `torch`) and `device` say where features
+    are computed.
 
     Raises ConfigError (bad arguments or config, a missing INPUT, an output directory that is
     not a dataset; nothing written), OutputError (output locked or not writable) and
@@ -120,193 +55,28 @@ def extract(
         >>> summary = audiokit.extract("recordings/", "features/", extractors=["mfcc"])
         >>> summary.exit_status, summary.tables
     """
-    started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc)
-    progress = progress or Progress()
     if config is None:
         config = load_config(config_path, extractors=extractors, overrides=overrides)
     backend, device = _resolve_backend(backend, device)
-    inputs = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
-    listed = [os.fspath(i) for i in files_from]
-    out = os.fspath(out)
-    if not inputs and not listed:
-        raise ConfigError("no INPUT given: name directories, files or globs (or use --files-from)")
-    for item in inputs:
-        if not os.path.lexists(item) and not glob.has_magic(item):
-            raise ConfigError(f"INPUT not found: {item}")
-    check_output(out)
-
-    warnings: list[str] = []
-
-    def on_warning(message: str) -> None:
-        warnings.append(message)
-        progress.warn(message)
-
-    discover_options = {"include": include, "exclude": exclude, "on_warning": on_warning}
-    files = discover(inputs + listed, extensions=config.input.extensions, **discover_options)
-    if not files:
-        on_warning("no audio files found in the INPUTs (in directories, audio is recognised by [input] extensions)")
-    if prune and (not files or any(m.startswith(("cannot read", "no file matches")) for m in warnings)):
-        # An unmounted disk or a typo must not empty a dataset built over months.
-        raise ConfigError("--prune refused: an INPUT is missing or no audio was found, so every row would go")
-    summary = RunSummary(files_seen=len(files), output=os.path.abspath(out), warnings=warnings)
-    try:
-        dataset = Dataset(out, version=__version__).open()
-    except OutputError as exc:
-        summary.error = str(exc)
-        exc.summary = summary
-        raise
-    _warn_moved_roots(files, dataset.files, on_warning)
-    try:
-        from audiokit.pipeline import OUTPUT_FAILURE, FileProcessor, plan
-
-        work = plan(files, config, dataset.files, dataset.locations, force=force, retry_failed=retry_failed)
-        summary.skipped = len(work.skipped)
-        resolved = config.to_dict()
-        if prune:
-            summary.pruned = dataset.prune({f.file_id for f in files}, config=resolved, config_hash=config.config_hash)
-        schemas = {}
-        if work.tasks:
-            schemas = FileProcessor(config, staging_path=None).table_schemas
-        by_id = {t.file.file_id: t.file for t in work.tasks}
-        pending: list[FileResult] = []
-        last_commit = time.monotonic()
-
-        def commit() -> None:
-            nonlocal last_commit
-            dataset.commit(pending, schemas=schemas, config=resolved, config_hash=config.config_hash)
-            for r in pending:
-                for table, rows in r.rows.items():
-                    summary.tables[table] = summary.tables.get(table, 0) + rows
-            pending.clear()
-            last_commit = time.monotonic()
-
-        from audiokit.engines.local import LocalEngine, default_workers
-
-        engine_options = {
-            "workers": workers or default_workers(),
-            "staging_path": dataset.staging_path,
-            "device": device,
-            "log_path": os.path.join(dataset.meta_dir, "workers.log"),
-        }
-        if backend == "torch":
-            from audiokit.engines.batched import BatchedEngine
-
-            engine = BatchedEngine(config, **engine_options)
-        else:
-            engine = LocalEngine(config, backend=backend, **engine_options)
-
-        output_failures: list[str] = []
-
-        def on_result(result: FileResult) -> None:
-            row = result.row
-            if row["error_kind"] == OUTPUT_FAILURE:
-                # The output, not the file, failed: leave the file for the next run and stop.
-                output_failures.append(row["error"])
-                engine.stop()
-                return
-            summary.processed += 1
-            if row["status"] == "ok":
-                summary.audio_s += row["duration_s"] or 0.0
-            else:
-                summary.failed += 1
-                if len(summary.errors) < 20:
-                    summary.errors.append({"path": row["path"], "error_kind": row["error_kind"], "error": row["error"]})
-                if fail_fast:
-                    summary.stopped = "fail-fast"
-                    engine.stop()
-            pending.append(result)
-            progress.advance(by_id[result.file_id], result)
-            if len(pending) >= COMMIT_EVERY_FILES:
-                commit()
-
-        def on_tick() -> None:
-            # Finished files become visible within seconds, even while a long file is running.
-            if pending and time.monotonic() - last_commit > COMMIT_EVERY_SECONDS:
-                commit()
-
-        progress.start([t.file for t in work.tasks])
-        stop_signal: list[int] = []
-        with _stop_on_signals(lambda signum: (stop_signal.append(signum), engine.stop())):
-            try:
-                engine.run(work.tasks, on_result, on_tick)
-            finally:
-                try:
-                    commit()
-                finally:
-                    progress.close()
-        summary.wall_s = time.monotonic() - started
-        summary.warnings = warnings[:20]
-        if output_failures:
-            summary.error = f"{output_failures[0]}; every file committed before is intact"
-            raise OutputError(summary.error, summary=summary)
-        if stop_signal:
-            summary.stopped = signal.Signals(stop_signal[0]).name
-            summary.signal = stop_signal[0]
-        dataset.write_manifest(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "audiokit_version": __version__,
-                "config": resolved,
-                "config_hash": config.config_hash,
-                "tables": sorted(set(dataset.tables())),
-                "updated": dt.datetime.now(dt.timezone.utc).isoformat(),
-            }
-        )
-        dataset.append_run(
-            {
-                "started": started_at.isoformat(),
-                "ended": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "args": sys.argv[1:],
-                "inputs": inputs,
-                **summary.to_dict(),
-            }
-        )
-        if stop_signal:
-            raise Interrupted(stop_signal[0], summary=summary)
-        return summary
-    except OutputError as exc:
-        if exc.summary is None:
-            summary.error = str(exc)
-            exc.summary = summary
-        raise
-    finally:
-        dataset.close()
-
-
-def check_output(out: str) -> None:
-    """OUT must be a new path, an empty directory or an audiokit dataset: audiokit never writes
-    among someone else's files (a stray `files/keep.csv` would also break readers)."""
-    from audiokit.store.schema import META_DIR
-
-    if not os.path.lexists(out):
-        return
-    if not os.path.isdir(out):
-        raise ConfigError(f"output {out} exists and is not a directory")
-    try:
-        entries = os.listdir(out)
-    except OSError as exc:
-        raise ConfigError(f"cannot read output directory {out}: {exc.strerror or exc}") from None
-    if entries and META_DIR not in entries:
-        raise ConfigError(
-            f"output {out} is neither empty nor an audiokit dataset (no {META_DIR}/ inside); "
-            "choose a new or empty directory"
-        )
-
-
-def _warn_moved_roots(files: list[AudioFile], state: dict[str, dict], warn: Callable[[str], None]) -> None:
-    """A file already in the dataset under another relpath (found from another INPUT root, as
-    `extract in` then `extract in/speech`) gets a second file_id: ids follow relative paths."""
-    by_path = {row["path"]: row for row in state.values()}
-    overlaps = [(f, by_path[f.display_path]) for f in files if f.display_path in by_path and by_path[f.display_path]["file_id"] != f.file_id]
-    if overlaps:
-        f, row = overlaps[0]
-        more = f" (and {len(overlaps) - 1} more)" if len(overlaps) > 1 else ""
-        warn(
-            f"{f.display_path} is already in the dataset as {row['relpath']!r} and is now found as "
-            f"{f.display_relpath!r}{more}: file ids follow the path relative to the INPUT, so it gets a "
-            "second id and second rows; run from the same INPUT root as before to avoid it"
-        )
+    if engine == "local" and ray_address is not None:
+        raise ConfigError("--ray-address needs --engine ray")
+    return Run(
+        inputs=[os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs],
+        listed=[os.fspath(i) for i in files_from],
+        out=os.fspath(out),
+        config=config,
+        include=tuple(include),
+        exclude=tuple(exclude),
+        engine=engine,
+        engine_options={"workers": workers, "ray_address": ray_address},
+        backend=backend,
+        device=device,
+        force=force,
+        prune=prune,
+        fail_fast=fail_fast,
+        retry_failed=retry_failed,
+        progress=progress or Progress(),
+    ).execute()
 
 
 def _resolve_backend(backend: str, device: str) -> tuple[str, str]:
@@ -318,10 +88,10 @@ def _resolve_backend(backend: str, device: str) -> tuple[str, str]:
         if device == "cuda":
             raise ConfigError("--device cuda needs --backend torch")
         return backend, "cpu"
-    from audiokit.engines.batched import resolve_torch_device
-
     try:
-        return backend, resolve_torch_device(device)
+        from audiokit.dsp.torch_ops import resolve_device
+
+        return backend, resolve_device(device)
     except ImportError:
         raise ConfigError(
             "--backend torch needs PyTorch, which is not installed: pip install 'audiokit[torch]'"
@@ -329,26 +99,6 @@ def _resolve_backend(backend: str, device: str) -> tuple[str, str]:
         ) from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-@contextlib.contextmanager
-def _stop_on_signals(handler: Callable[[int], None]):
-    """SIGINT/SIGTERM ask the run to stop after the current commit (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-
-    def on_signal(signum, frame):
-        handler(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, on_signal)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _dataset_root(out: str) -> str:

@@ -83,6 +83,10 @@ def extract(
     include: list[str] = typer.Option([], "--include", metavar="GLOB", help="Only files whose relative path or name matches (repeatable)."),
     exclude: list[str] = typer.Option([], "--exclude", metavar="GLOB", help="Skip files whose relative path or name matches (repeatable)."),
     workers: int | None = typer.Option(None, "--workers", metavar="N", help="Worker processes (default: number of cores)."),
+    engine: str = typer.Option("local", "--engine", metavar="local|ray", help="Who runs the files: worker processes here, or Ray."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", metavar="auto|HOST:PORT", help="--engine ray: the cluster to join (default: a local Ray instance)."
+    ),
     backend: str = typer.Option("numpy", "--backend", metavar="numpy|torch", help="Compute backend."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Device of the torch backend."),
     force: bool = typer.Option(False, "--force", help="Recompute every file, even unchanged ones."),
@@ -126,6 +130,8 @@ def extract(
             include=include,
             exclude=exclude,
             workers=workers,
+            engine=engine,
+            ray_address=ray_address,
             backend=backend,
             device=device,
             force=force,

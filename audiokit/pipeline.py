@@ -14,8 +14,10 @@ import pyarrow as pa
 from audiokit.audio import Resampler, apply_channel_policy, open_audio, output_channels
 from audiokit.config import Config
 from audiokit.discover import AudioFile
+from audiokit.engines.base import Outcome, OutputFailed
 from audiokit.errors import DecodeError, ExtractorError, FileError
 from audiokit.extractors import REGISTRY, Extractor
+from audiokit.extractors.base import TooLongForDevice
 from audiokit.store.arrays import repeated
 from audiokit.store.dataset import FileResult
 from audiokit.store.parts import StageWriter
@@ -102,7 +104,7 @@ class FileProcessor:
             for module in REGISTRY[name].preload:
                 importlib.import_module(module)
 
-    def process(self, task: Task, on_open=None) -> FileResult:
+    def process(self, task: Task, on_open=None) -> Outcome:
         row = files_row(task, self.config)
         sinks: dict[str, StageWriter] = {}
         try:
@@ -131,8 +133,14 @@ class FileProcessor:
         except MemoryError:
             row.update(status="error", error_kind="memory", error="ran out of memory")
         except StagingError as exc:
-            # Not the file's fault (disk full, output gone): the writer stops the run, exit 3.
-            row.update(status="error", error_kind=OUTPUT_FAILURE, error=str(exc))
+            # Not the file's fault (disk full, output gone): the committer stops the run, exit 3.
+            for sink in sinks.values():
+                sink.abort()
+            return OutputFailed(task.file.file_id, str(exc))
+        except TooLongForDevice:
+            for sink in sinks.values():
+                sink.abort()
+            raise
         for sink in sinks.values():
             sink.abort()
         return FileResult(task.file.file_id, row, {}, task.clear_tables)
@@ -164,7 +172,7 @@ class FileProcessor:
                         batches = stream.push(block) if block.shape[1] else ()
                         for batch in itertools.chain(batches, stream.finish() if final else ()):
                             _stage(sink, _with_file_id(batch, task.file.file_id, schema))
-                    except (FileError, StagingError):
+                    except (FileError, StagingError, TooLongForDevice):
                         raise
                     except Exception as exc:
                         raise ExtractorError(f"{ext.name} failed: {type(exc).__name__}: {exc}") from None
@@ -185,9 +193,6 @@ class FileProcessor:
         if ext.table not in sinks:
             sinks[ext.table] = StageWriter(self.staging_path(file_id, ext.table), self.table_schemas[ext.table])
         return sinks[ext.table]
-
-
-OUTPUT_FAILURE = "output"  # error_kind of a result whose rows could not be staged
 
 
 class StagingError(Exception):

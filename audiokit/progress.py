@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from audiokit.api import Progress
+from audiokit.run import Progress
 
 
 class AudioEta:

@@ -150,7 +150,6 @@ def device_resident(ext, clips: list[np.ndarray], max_frames: int) -> float:
     import torch
 
     from audiokit.dsp import torch_ops
-    from audiokit.extractors.batched import _raw_columns
 
     module = ext.torch_module()
     width, hop, length = ext.frame_length // 2, ext.hop_length, ext.frame_length
@@ -164,7 +163,7 @@ def device_resident(ext, clips: list[np.ndarray], max_frames: int) -> float:
     def run():
         for batch in batches:
             frames = torch_ops.frame(batch, length, hop).reshape(-1, length)
-            columns = _raw_columns(ext, module, [frames] * len(ext.pad_modes))
+            columns = ext.torch_columns(module, [frames] * len(ext.pad_modes))
             if "_db" in columns:
                 db = columns.pop("_db").reshape(batch.shape[0], n_frames, -1)
                 floor = db.amax(dim=(1, 2), keepdim=True) - ext.peak_floor_db
@@ -181,18 +180,19 @@ def end_to_end(args, clips, devices) -> dict:
     import soundfile as sf
 
     import audiokit
-    from audiokit.engines import batched as batched_engine
+    from audiokit.stages import Finisher
 
     compute = {"s": 0.0, "flushes": 0}
-    original = batched_engine.BatchedEngine._flush
+    original = Finisher.flush
 
-    def timed_flush(self, on_result):
+    def timed_flush(self):
         start = time.perf_counter()
-        original(self, on_result)
+        outcomes = original(self)
         compute["s"] += time.perf_counter() - start
         compute["flushes"] += 1
+        return outcomes
 
-    batched_engine.BatchedEngine._flush = timed_flush
+    Finisher.flush = timed_flush
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "clips"
@@ -224,7 +224,7 @@ def end_to_end(args, clips, devices) -> dict:
         report["parity_vs_numpy"] = table_parity(
             Path(tmp), [k for k in report if k.startswith("torch")], args.chain
         )
-    batched_engine.BatchedEngine._flush = original
+    Finisher.flush = original
     return report
 
 

@@ -624,15 +624,15 @@ def test_models_pull_checks_the_pinned_digest(tmp_path: Path, payload: bytes):
 @needs_torch
 def test_slow_models_raise_the_per_file_time_limit(tmp_path: Path):
     from audiokit.config import load_config
-    from audiokit.engines.local import LocalEngine
+    from audiokit.stages import Stages
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")  # only its existence is checked at config time
     limits = {}
     for model in ("ge2e", "cnn14"):
         config = load_config(extractors=["mfcc", "embeddings"], overrides=[f"embeddings.model={model}", f"embeddings.weights={weights}"])
-        limits[model] = LocalEngine(config, workers=2, staging_path=None).seconds_per_hour
-    plain = LocalEngine(load_config(extractors=["mfcc"]), workers=2, staging_path=None).seconds_per_hour
+        limits[model] = Stages(config, str(tmp_path)).seconds_per_audio_hour()
+    plain = Stages(load_config(extractors=["mfcc"]), str(tmp_path)).seconds_per_audio_hour()
     assert plain == 600.0  # run.file_timeout's default, untouched without a slow extractor
     # CNN14 on one CPU thread runs at about 4x real time: an hour needs more than the default.
     assert limits["cnn14"] >= 3600.0 > limits["ge2e"] >= 600.0

@@ -1,16 +1,21 @@
-"""The local engine: worker processes decode and extract, the caller's process commits.
+"""The local engine: worker processes run the prepare stage, this process the finish stage.
 
-Each worker builds the chain's extractors once and takes one file at a time over a pipe, so a
-worker that crashes (a codec segfault, an out-of-memory kill) or overruns its file's time limit
-costs only that file: it is reported as an error result and the worker is replaced. Files are
-handed out longest first so one long recording does not finish alone at the end.
+Each worker builds the prepare stage once (the chain's extractors: filterbanks, weights) and
+takes one file at a time over a pipe, so a worker that crashes (a codec segfault, an
+out-of-memory kill) or overruns its file's time limit costs only that file: it is reported as an
+error row and the worker is replaced (`WorkerPool`, which the Ray engine's actors use too).
+Files are handed out longest first so one long recording does not finish alone at the end.
+With a finish stage (`--backend torch`), this process computes device batches in a thread
+while the pool keeps preparing files.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,15 +23,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from audiokit.config import Config
-from audiokit.extractors import REGISTRY
-from audiokit.pipeline import FileProcessor, Task, error_result
-from audiokit.store.dataset import FileResult
+from audiokit.pipeline import Task, error_result
 
 
-def _worker_main(
-    conn, config: Config, backend: str, device: str, staging_path, log_path, parent: int,
-    torch_threads: int = 1, processor_class=FileProcessor,
-) -> None:
+def _worker_main(conn, stages, log_path, parent: int, torch_threads: int = 1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent)
@@ -36,7 +36,7 @@ def _worker_main(
     # Models (embeddings) run torch in each worker: share the cores, workers × threads ≤ cores.
     os.environ.setdefault("AUDIOKIT_TORCH_THREADS", str(torch_threads))
 
-    processor = processor_class(config, staging_path=staging_path, backend=backend, device=device)
+    preparer = stages.preparer()
     while True:
         try:
             message = conn.recv()
@@ -49,8 +49,8 @@ def _worker_main(
         def on_open(info, task_id=task_id):
             conn.send(("open", task_id, info.duration_hint_s))
 
-        result = processor.process(task, on_open=on_open)
-        conn.send(("done", task_id, result))
+        outcome = preparer.process(task, on_open=on_open)
+        conn.send(("done", task_id, outcome))
 
 
 def _die_with_parent(parent: int) -> None:
@@ -118,105 +118,109 @@ class _Worker:
 
 
 class LocalEngine:
-    def __init__(
-        self,
-        config: Config,
-        *,
-        workers: int,
-        staging_path,
-        backend: str = "numpy",
-        device: str = "cpu",
-        log_path: str | None = None,
-        processor_class: type[FileProcessor] = FileProcessor,
-    ):
-        self.config = config
-        # Slow extractors (neural models on CPU) raise the per-hour time limit; it never drops.
-        needed = [REGISTRY[n](config.params[n]).seconds_per_audio_hour() for n in config.chain]
-        self.seconds_per_hour = max([config.run.file_timeout, *needed])
-        self.processor_class = processor_class  # what each worker builds to process a file
+    """Worker processes on this machine run the prepare stage; this process runs the finish
+    stage (when the chain has one) in a thread of its own and reports to the outbox."""
+
+    def __init__(self, *, workers: int | None = None, log_path: str | None = None, **_ignored):
+        self.n_workers = max(1, workers or default_workers())
         self.log_path = log_path
-        self.n_workers = max(1, workers)
-        self.staging_path = staging_path
-        self.backend = backend
-        self.device = device
-        self._stopping = False
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        self._ctx = multiprocessing.get_context(method)
+        self.stopping = False
 
     def stop(self) -> None:
         """Hand out no more files; files in flight are abandoned (not committed)."""
-        self._stopping = True
+        self.stopping = True
+
+    def run(self, tasks: list[Task], stages, outbox) -> None:
+        pool = WorkerPool(stages, min(self.n_workers, len(tasks)), log_path=self.log_path, engine=self)
+        try:
+            finisher = stages.finisher()
+            if finisher is None:
+                pool.run(tasks, outbox.put, outbox.tick)
+            else:
+                _FinishThread(finisher, outbox, self).run(lambda put: pool.run(tasks, put, None))
+        finally:
+            pool.close()
+
+
+class WorkerPool:
+    """Worker processes that each build the prepare stage once and take one file at a time.
+
+    A worker that crashes or overruns its file's time limit costs only that file (a `crash` or
+    `timeout` row) and is replaced. `run` can be called again with more tasks; the workers
+    stay until `close`. `engine.stopping` (when given) ends a run early."""
+
+    def __init__(self, stages, workers: int, *, log_path: str | None = None, engine=None):
+        self.stages = stages
+        self.n_workers = max(1, workers)
+        self.log_path = log_path
+        self.engine = engine
+        self.limits = _TimeLimits(stages.config, stages.seconds_per_audio_hour())
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._ctx = multiprocessing.get_context(method)
+        self.workers: list[_Worker] = []
+        self._next_id = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self.engine is not None and self.engine.stopping
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
+        torch_threads = max(1, default_workers() // self.n_workers)
         process = self._ctx.Process(
-            target=_worker_main,
-            args=(
-                child, self.config, self.backend, self.device, self.staging_path, self.log_path,
-                os.getpid(), max(1, default_workers() // self.n_workers), self.processor_class,
-            ),
-            daemon=True,
+            target=_worker_main, args=(child, self.stages, self.log_path, os.getpid(), torch_threads), daemon=True
         )
         process.start()
         child.close()
         return _Worker(process, parent)
 
-    def _timeout_for(self, duration_s: float | None) -> float:
-        run = self.config.run
-        if duration_s is None:
-            return max(run.min_file_timeout, self.seconds_per_hour)
-        return max(run.min_file_timeout, duration_s / 3600.0 * self.seconds_per_hour)
-
-    def run(
-        self,
-        tasks: list[Task],
-        on_result: Callable[[FileResult], None],
-        on_tick: Callable[[], None] | None = None,
-    ) -> None:
-        """Process `tasks`, calling `on_result` for each; `on_tick` about once a second, so the
-        caller can commit finished files even while a slow file holds a worker."""
+    def run(self, tasks: list[Task], put: Callable, tick: Callable | None) -> None:
+        """The prepare stage of every task, longest file first; `put` each outcome; `tick`
+        about once a second, so finished files are committed while a slow file holds a worker."""
         queue = deque(sorted(tasks, key=lambda t: t.file.size_bytes, reverse=True))
-        if queue and self._ctx.get_start_method() == "fork":
+        if queue and not self.workers and self._ctx.get_start_method() == "fork":
             # Imported once here rather than by every worker on its first file: on 2 cores,
             # a 34-minute corpus ran 4 % faster (scripts/bench.py).
-            self.processor_class.preload(self.config)
-        workers = [self._spawn() for _ in range(min(self.n_workers, len(queue)))]
-        next_id = 0
-        try:
-            while True:
-                for w in workers:
-                    if w.task is None and queue and not self._stopping:
-                        w.task_id, w.task = next_id, queue.popleft()
-                        next_id += 1
-                        w.deadline = time.monotonic() + self._timeout_for(None)
-                        w.conn.send((w.task_id, w.task))
-                busy = [w for w in workers if w.task is not None]
-                if not busy or self._stopping:
-                    return
-                now = time.monotonic()
-                timeout = max(0.0, min(w.deadline for w in busy) - now)
-                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=min(timeout, 1.0))
-                if on_tick is not None:
-                    on_tick()
-                for i, w in enumerate(workers):
-                    if w.task is None:
-                        continue
-                    gone = False
-                    if w.conn in ready or w.process.sentinel in ready:
-                        gone = self._service(w, on_result)
-                    if w.task is not None and (gone or not w.process.is_alive()):
-                        w.process.join(timeout=5)
-                        on_result(error_result(w.task, self.config, "crash", _death_message(w.process)))
-                        workers[i] = self._replace(w)
-                    elif w.task is not None and time.monotonic() > w.deadline:
-                        message = "processing took longer than the file's time limit (run.file_timeout)"
-                        on_result(error_result(w.task, self.config, "timeout", message))
-                        workers[i] = self._replace(w)
-        finally:
+            self.stages.preload()
+        while len(self.workers) < min(self.n_workers, len(queue)):
+            self.workers.append(self._spawn())
+        workers = self.workers
+        while True:
             for w in workers:
-                self._shutdown(w)
+                if w.task is None and queue and not self.stopping:
+                    w.task_id, w.task = self._next_id, queue.popleft()
+                    self._next_id += 1
+                    w.deadline = time.monotonic() + self.limits.for_duration(None)
+                    w.conn.send((w.task_id, w.task))
+            busy = [w for w in workers if w.task is not None]
+            if not busy or self.stopping:
+                return
+            now = time.monotonic()
+            timeout = max(0.0, min(w.deadline for w in busy) - now)
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=min(timeout, 1.0))
+            if tick is not None:
+                tick()
+            for i, w in enumerate(workers):
+                if w.task is None:
+                    continue
+                gone = False
+                if w.conn in ready or w.process.sentinel in ready:
+                    gone = self._service(w, put)
+                if w.task is not None and (gone or not w.process.is_alive()):
+                    w.process.join(timeout=5)
+                    put(error_result(w.task, self.stages.config, "crash", _death_message(w.process)))
+                    workers[i] = self._replace(w)
+                elif w.task is not None and time.monotonic() > w.deadline:
+                    message = "processing took longer than the file's time limit (run.file_timeout)"
+                    put(error_result(w.task, self.stages.config, "timeout", message))
+                    workers[i] = self._replace(w)
 
-    def _service(self, w: _Worker, on_result) -> bool:
+    def close(self) -> None:
+        for w in self.workers:
+            self._shutdown(w)
+        self.workers = []
+
+    def _service(self, w: _Worker, put: Callable) -> bool:
         """Read the worker's messages; True if its end of the pipe is gone (it died)."""
         try:
             while w.conn.poll():
@@ -224,10 +228,10 @@ class LocalEngine:
                 if task_id != w.task_id:
                     continue
                 if kind == "open":
-                    w.deadline = time.monotonic() + self._timeout_for(payload)
+                    w.deadline = time.monotonic() + self.limits.for_duration(payload)
                 elif kind == "done":
                     w.task, w.task_id = None, None
-                    on_result(payload)
+                    put(payload)
                     return False
         except (EOFError, OSError):
             return True
@@ -251,6 +255,102 @@ class LocalEngine:
             except (OSError, BrokenPipeError):
                 pass
         self._kill(w)
+
+
+class _TimeLimits:
+    """A file's time limit: `run.file_timeout` seconds per hour of audio (raised by slow
+    extractors), at least `run.min_file_timeout`; the full hour's until its length is known."""
+
+    def __init__(self, config: Config, seconds_per_hour: float):
+        self.seconds_per_hour = seconds_per_hour
+        self.minimum = config.run.min_file_timeout
+
+    def for_duration(self, duration_s: float | None) -> float:
+        if duration_s is None:
+            return max(self.minimum, self.seconds_per_hour)
+        return max(self.minimum, duration_s / 3600.0 * self.seconds_per_hour)
+
+
+_END = object()
+
+
+class _FinishThread:
+    """Runs the finish stage in a thread of its own while the pool prepares in this one.
+
+    Every outcome, error rows included, passes through that thread in arrival order, so the
+    outbox is only ever called from one thread. The pool blocks while prepared files worth
+    more than two device batches wait (bounded memory when the device is the slower side)."""
+
+    def __init__(self, finisher, outbox, engine: LocalEngine):
+        self.finisher, self.outbox, self.engine = finisher, outbox, engine
+        self.inbox: queue.Queue = queue.Queue()
+        self.room = threading.Condition()
+        self.queued = 0.0  # device batches prepared but not finished yet
+        self.failure: list[BaseException] = []
+
+    def run(self, prepare_all: Callable[[Callable], None]) -> None:
+        thread = threading.Thread(target=self._loop, name="audiokit-finish", daemon=True)
+        thread.start()
+        try:
+            prepare_all(self._put)
+        finally:
+            self.inbox.put(_END)
+            thread.join()
+            self.finisher.abandon()  # held when the run stopped: never committed
+        if self.failure:
+            raise self.failure[0]
+
+    def _put(self, outcome) -> None:
+        from audiokit.stages import Prepared
+
+        load = self.finisher.load_of(outcome) if isinstance(outcome, Prepared) else 0.0
+        with self.room:
+            self.room.wait_for(lambda: self.queued < 2.0 or self.failure)
+            self.queued += load
+        self.inbox.put(outcome)
+
+    def _report(self, outcomes) -> None:
+        for outcome in outcomes:
+            self.outbox.put(outcome)
+
+    def _flushed(self, load: float, outcomes) -> None:
+        self._report(outcomes)
+        with self.room:
+            self.queued -= load
+            self.room.notify_all()
+
+    def _loop(self) -> None:
+        from audiokit.stages import Prepared
+
+        finisher = self.finisher
+        try:
+            while True:
+                wait_s = finisher.seconds_until_due()
+                try:
+                    item = self.inbox.get(timeout=1.0 if wait_s is None else min(wait_s, 1.0))
+                except queue.Empty:
+                    if finisher.due():
+                        load = finisher.load
+                        self._flushed(load, finisher.flush())
+                    self.outbox.tick()
+                    continue
+                if item is _END:
+                    if not self.engine.stopping:
+                        load = finisher.load
+                        self._flushed(load, finisher.flush())
+                    return
+                if not isinstance(item, Prepared):
+                    self.outbox.put(item)
+                    continue
+                load = finisher.load + finisher.load_of(item)
+                ready = finisher.add(item)
+                if ready:
+                    self._flushed(load, ready)
+        except BaseException as exc:  # noqa: BLE001 - a commit that failed: stop the run, re-raise there
+            self.failure.append(exc)
+            self.engine.stop()
+            with self.room:
+                self.room.notify_all()
 
 
 def _death_message(process) -> str:

@@ -65,10 +65,23 @@ class Extractor:
     def validate(self) -> None:
         """Raise ValueError for parameter values that make no sense together."""
 
+    def device_stage(self):
+        """None, or the part of this extractor that runs in the process owning the device,
+        batched across files (`audiokit.stages`): an object with `key(rate)` (stages with equal
+        keys share what the workers hold), `collector(channels, rate, max_seconds)` (a stream
+        kept in the worker; its `held()` travels to the device process), `load(held)` (the
+        file's share of one device batch), `compute(helds)` and `rows(payload)`."""
+        return None
+
     def seconds_per_audio_hour(self) -> float:
         """A generous bound on the time one worker needs per hour of audio; the engine's per-file
         time limit (`run.file_timeout`) is raised to it. 0 for extractors far faster than that."""
         return 0.0
+
+
+class TooLongForDevice(Exception):
+    """What a device stage's collector holds outgrew `run.max_device_file_s`: the worker
+    computes that file itself (per file, block by block), so memory stays bounded."""
 
 
 def key_columns() -> list[pa.Field]:

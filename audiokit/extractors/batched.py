@@ -18,8 +18,9 @@ librosa's per-file `top_db` floor applied). How:
   (a scatter `amax` over each frame's file index) gives each file its floor, the DCT runs, and
   the columns come back to the host in one copy and are split per file.
 
-`compute_segments_torch`/`finalize_torch` are the per-file streaming path that
-`FrameExtractor.compute_frames` uses when an extractor is built with `backend="torch"`.
+`FrameDeviceStage` is a frame extractor's device stage (see `audiokit.stages`): decode workers
+keep each file's resampled signal, and the process that owns the device computes many files'
+rows with `compute_batch`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pyarrow as pa
 import torch
 
 from audiokit.dsp import n_frames, torch_ops
+from audiokit.extractors.base import TooLongForDevice
 from audiokit.extractors.frames import FrameExtractor, FrameStream
 
 BYTES_PER_FRAME_SAMPLE = 20  # frames, windowed copy, complex spectrum, power, scratch (float32)
@@ -49,44 +51,6 @@ def default_max_frames(extractor: FrameExtractor, device: str) -> int:
         extractor.pad_modes
     )
     return max(1, budget // per_frame)
-
-
-def _raw_columns(
-    extractor: FrameExtractor, module, frame_sets: list[torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """What `extractor.compute` returns: feature columns, or `{"_db": …}` awaiting the floor."""
-    if isinstance(module, torch_ops.SpectralFeatures):
-        return module(frame_sets[0], frame_sets[1])
-    db = module(frame_sets[0])
-    return {"_db": db} if extractor.peak_floor_db is not None else module.finalize(db)
-
-
-def compute_segments_torch(
-    extractor: FrameExtractor, segments: list[np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Torch twin of `extractor.compute(segments)` for one file's next stretch of frames."""
-    module = extractor.torch_module()
-    device = extractor.torch_device
-    with torch.inference_mode():
-        frame_sets = [
-            torch_ops.frame(
-                torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)).to(device),
-                extractor.frame_length,
-                extractor.hop_length,
-            )
-            for s in segments
-        ]
-        columns = _raw_columns(extractor, module, frame_sets)
-        return {name: values.cpu().numpy() for name, values in columns.items()}
-
-
-def finalize_torch(extractor: FrameExtractor, db: np.ndarray) -> dict[str, np.ndarray]:
-    module = extractor.torch_module()
-    with torch.inference_mode():
-        columns = module.finalize(
-            torch.from_numpy(np.ascontiguousarray(db)).to(extractor.torch_device)
-        )
-        return {name: values.cpu().numpy() for name, values in columns.items()}
 
 
 class _HostBuffers:
@@ -205,7 +169,7 @@ def compute_batch(
                 )
                 batch_columns = module(frames, zcr=zcr)
             else:
-                batch_columns = _raw_columns(extractor, module, [frames])
+                batch_columns = extractor.torch_columns(module, [frames])
             for name, values in batch_columns.items():
                 outputs.setdefault(name, []).append(values)
 
@@ -269,10 +233,68 @@ def record_batches(
     return [FrameStream(extractor, first.shape[0], sample_rate)._batch(0, columns)]
 
 
-__all__ = [
-    "compute_batch",
-    "compute_segments_torch",
-    "default_max_frames",
-    "finalize_torch",
-    "record_batches",
-]
+class _SignalCollector:
+    """A stream that keeps the blocks it is fed (up to `max_samples`) and emits no rows."""
+
+    def __init__(self, channels: int, sample_rate: int, max_samples: int):
+        self.blocks: list[np.ndarray] = []
+        self.channels = channels
+        self.sample_rate = sample_rate
+        self.samples = 0
+        self.max_samples = max_samples
+
+    def push(self, block: np.ndarray) -> list:
+        self.samples += block.shape[1]
+        if self.samples > self.max_samples:
+            self.blocks = []
+            raise TooLongForDevice()
+        self.blocks.append(np.array(block, dtype=np.float32, copy=True))
+        return []
+
+    def finish(self) -> list:
+        return []
+
+    def held(self) -> tuple[np.ndarray, int]:
+        """The file's signal `(channels, n)` and its rate."""
+        if not self.blocks:
+            return np.zeros((self.channels, 0), dtype=np.float32), self.sample_rate
+        return np.concatenate(self.blocks, axis=1), self.sample_rate
+
+
+class FrameDeviceStage:
+    """A frame extractor's device stage: workers keep each file's resampled signal (one copy per
+    rate, shared by every frame extractor at that rate); `compute` packs many files into
+    device batches of `max_frames` frames."""
+
+    def __init__(self, extractor: FrameExtractor):
+        self.extractor = extractor
+        self._max_frames: int | None = None
+
+    def key(self, sample_rate: int) -> tuple:
+        return ("signal", sample_rate)
+
+    def collector(self, channels: int, sample_rate: int, max_seconds: float) -> _SignalCollector:
+        return _SignalCollector(channels, sample_rate, int(max_seconds * sample_rate))
+
+    @property
+    def max_frames(self) -> int:
+        if self._max_frames is None:
+            self.extractor.torch_module()  # resolves extractor.torch_device
+            self._max_frames = default_max_frames(self.extractor, self.extractor.torch_device)
+        return self._max_frames
+
+    def load(self, held: tuple[np.ndarray, int]) -> float:
+        """The file's share of one device batch."""
+        signal, _rate = held
+        frames = signal.shape[0] * signal.shape[1] // self.extractor.hop_length + 1
+        return frames / self.max_frames
+
+    def compute(self, helds: list[tuple[np.ndarray, int]]) -> list:
+        columns = compute_batch(self.extractor, [signal for signal, _rate in helds], max_frames=self.max_frames)
+        return [(cols, rate) for cols, (_signal, rate) in zip(columns, helds)]
+
+    def rows(self, payload) -> list[pa.RecordBatch]:
+        return record_batches(self.extractor, *payload)
+
+
+__all__ = ["FrameDeviceStage", "compute_batch", "default_max_frames", "record_batches"]

@@ -26,6 +26,7 @@ from audiokit.config import check_file
 from audiokit.errors import ConfigError, ExtractorError
 from audiokit.extractors.base import (
     Extractor,
+    TooLongForDevice,
     key_columns,
     param,
     register,
@@ -139,7 +140,7 @@ class Embeddings(Extractor):
     def loaded(self):
         """The model, loaded on first use in this process and kept for every later file."""
         if self._model is None:
-            from audiokit.models.registry import resolve_device
+            from audiokit.dsp.torch_ops import resolve_device
 
             try:
                 device = resolve_device(self.params.device)
@@ -150,6 +151,11 @@ class Embeddings(Extractor):
 
     def start(self, channels: int, sample_rate: int) -> EmbeddingStream:
         return EmbeddingStream(self, channels)
+
+    def device_stage(self) -> EmbeddingDeviceStage | None:
+        """With `backend="torch"`, workers cut the windows (front end included) and the process
+        owning the device runs the model on windows packed across files."""
+        return EmbeddingDeviceStage(self) if self.backend == "torch" else None
 
 
 class Window(NamedTuple):
@@ -341,3 +347,76 @@ def embed_across_files(extractor: Embeddings, files: list[list[Window]]) -> list
     flat = np.concatenate(vectors) if vectors else np.zeros((0, extractor.recipe.dim), dtype=np.float32)
     bounds = np.cumsum([0] + [len(windows) for windows in files])
     return [flat[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+WINDOW_BYTES_PER_FLUSH = 64 << 20  # windows gathered before the model runs on them
+
+
+class FileWindows(NamedTuple):
+    """One file's embedding windows, cut by a worker, for the device process's model."""
+
+    channels: int
+    duration_s: float
+    windows: list[Window]
+
+
+class _WindowCollector:
+    """A stream that cuts a file's windows and keeps them, up to `max_bytes`; no rows."""
+
+    def __init__(self, extractor: Embeddings, channels: int, max_bytes: int):
+        self.windower = Windower(extractor, channels)
+        self.channels = channels
+        self.windows: list[Window] = []
+        self.nbytes = 0
+        self.max_bytes = max_bytes
+
+    def push(self, block: np.ndarray) -> list:
+        self._keep(self.windower.push(block))
+        return []
+
+    def finish(self) -> list:
+        self._keep(self.windower.finish())
+        return []
+
+    def _keep(self, windows: list[Window]) -> None:
+        self.windows += windows
+        self.nbytes += sum(w.units.nbytes for w in windows)
+        if self.nbytes > self.max_bytes:
+            self.windows = []
+            raise TooLongForDevice()
+
+    def held(self) -> FileWindows:
+        return FileWindows(self.channels, self.windower.duration_s, self.windows)
+
+
+class EmbeddingDeviceStage:
+    """The embeddings extractor's device stage: every forward pass a full batch of windows
+    packed across files (`embed_across_files`)."""
+
+    def __init__(self, extractor: Embeddings):
+        self.extractor = extractor
+
+    def key(self, sample_rate: int) -> tuple:
+        return ("windows", self.extractor.name)
+
+    def collector(self, channels: int, sample_rate: int, max_seconds: float) -> _WindowCollector:
+        # Up to twice the bytes of the samples of `max_seconds` (overlapping windows).
+        return _WindowCollector(self.extractor, channels, 2 * 4 * channels * int(max_seconds * sample_rate))
+
+    def load(self, held: FileWindows) -> float:
+        """A file's share of a flush: a flush holds at least four model batches of windows,
+        or `WINDOW_BYTES_PER_FLUSH`."""
+        if not held.windows:
+            return 0.0
+        per_window = held.windows[0].units.nbytes
+        batch_size = self.extractor.params.batch_size
+        return len(held.windows) * per_window / max(WINDOW_BYTES_PER_FLUSH, 4 * batch_size * per_window)
+
+    def compute(self, helds: list[FileWindows]) -> list:
+        vectors = embed_across_files(self.extractor, [held.windows for held in helds])
+        return list(zip(helds, vectors))
+
+    def rows(self, payload) -> list[pa.RecordBatch]:
+        held, vectors = payload
+        builder = EmbeddingRows(self.extractor, held.channels)
+        return builder.add(held.windows, vectors) + builder.finish(held.duration_s)

@@ -25,8 +25,8 @@ class FrameExtractor(Extractor):
 
     With `backend="torch"` the same steps run through `torch_module()` (the torch twin, built
     from this extractor's numpy window and matrices) on `device`; `compute_frames` and
-    `finalize_frames` pick the backend. `audiokit.extractors.batched` packs many files into one
-    call of the same module.
+    `finalize_frames` pick the backend, and `device_stage()` packs many files into one call of
+    the same module (`audiokit.extractors.batched`).
     """
 
     pad_modes: ClassVar[tuple[str, ...]] = ("constant",)
@@ -59,19 +59,54 @@ class FrameExtractor(Extractor):
     def _build_torch_module(self):
         raise NotImplementedError(f"{self.name} has no torch backend")
 
+    def has_torch_twin(self) -> bool:
+        return type(self)._build_torch_module is not FrameExtractor._build_torch_module
+
+    def device_stage(self):
+        """With `backend="torch"`, frame features are computed in device batches packed across
+        files (`audiokit.extractors.batched`); workers only collect the resampled signal."""
+        if self.backend != "torch" or not self.has_torch_twin():
+            return None
+        from audiokit.extractors.batched import FrameDeviceStage
+
+        return FrameDeviceStage(self)
+
     def compute_frames(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """`compute`, on the backend this extractor was built for (one file's next frames)."""
         if self.backend != "torch":
             return self.compute(segments)
-        from audiokit.extractors.batched import compute_segments_torch
+        import torch
 
-        return compute_segments_torch(self, segments)
+        from audiokit.dsp import torch_ops
+
+        module = self.torch_module()
+        with torch.inference_mode():
+            frame_sets = [
+                torch_ops.frame(
+                    torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)).to(self.torch_device),
+                    self.frame_length,
+                    self.hop_length,
+                )
+                for s in segments
+            ]
+            columns = self.torch_columns(module, frame_sets)
+            return {name: values.cpu().numpy() for name, values in columns.items()}
+
+    def torch_columns(self, module, frame_sets: list) -> dict:
+        """What `compute` returns, from the torch module: feature columns, or `{"_db": …}`
+        awaiting the file's peak floor."""
+        db = module(frame_sets[0])
+        return {"_db": db} if self.peak_floor_db is not None else module.finalize(db)
 
     def finalize_frames(self, db: np.ndarray) -> dict[str, np.ndarray]:
         if self.backend != "torch":
             return self.finalize(db)
-        from audiokit.extractors.batched import finalize_torch
+        import torch
 
-        return finalize_torch(self, db)
+        module = self.torch_module()
+        with torch.inference_mode():
+            columns = module.finalize(torch.from_numpy(np.ascontiguousarray(db)).to(self.torch_device))
+            return {name: values.cpu().numpy() for name, values in columns.items()}
 
     def schema(self) -> pa.Schema:
         return pa.schema(

@@ -69,6 +69,9 @@ class Spectral(FrameExtractor):
             flatness_power=p.flatness_power, flatness_amin=p.flatness_amin, zcr_threshold=p.zcr_threshold,
         )
 
+    def torch_columns(self, module, frame_sets: list) -> dict:
+        return module(frame_sets[0], frame_sets[1])
+
     def compute(self, segments: list[np.ndarray]) -> dict[str, np.ndarray]:
         p = self.params
         frames = frame(segments[0], self.frame_length, self.hop_length)

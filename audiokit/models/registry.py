@@ -47,16 +47,6 @@ def torch_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device cuda was asked for but torch sees no CUDA device")
-    return device
-
-
 @dataclass
 class EmbeddingModel:
     """A loaded model: `run` takes a batch of windows of *units* (see `Recipe.stream_frontend`)."""
@@ -392,4 +382,4 @@ def pull(name: str, *, on_progress=None) -> Path:
     return fetch(url, model_dir() / recipe.filename, sha256=recipe.sha256, size=recipe.size, on_progress=on_progress)
 
 
-__all__ = ["BUILTIN", "EmbeddingModel", "ModelError", "Recipe", "get_recipe", "pull", "resolve_device", "torch_threads"]
+__all__ = ["BUILTIN", "EmbeddingModel", "ModelError", "Recipe", "get_recipe", "pull", "torch_threads"]

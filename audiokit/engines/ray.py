@@ -1,0 +1,183 @@
+"""`--engine ray`: the prepare stage on Ray actors, across the machines of a cluster.
+
+The driver (the `audiokit extract` process) discovers, plans and commits exactly as with the
+local engine: it is the only writer. The planned tasks become a Ray Data dataset, longest
+file first; a pool of CPU actors (one per CPU of the cluster, or `--workers`) runs the prepare
+stage and a single finish actor (with a GPU when the cluster has one) the device batches of
+`--backend torch`. Workers write each file's rows to the staging area of OUT, as local workers
+do, and send back only the outcome (a `files` row and the staged paths): INPUT and OUT must be
+on storage every node sees under the same paths.
+
+Ray Data retries and drops things on its own; none of that may decide what happens to a file:
+- each actor runs its files in a `WorkerPool` of one child process, so a codec that crashes
+  costs its file a `crash` row and a hung file a `timeout` row, as locally, and the actor
+  itself never raises: actors get `max_restarts=0`, `max_task_retries=0`;
+- should a block be lost anyway (a node gone), the driver compares the files it planned with
+  the outcomes it received and writes a `crash` row for each missing one;
+- a killed driver takes its actors with it; the next run resumes from the `files` table.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import threading
+import warnings
+
+from audiokit.engines.local import WorkerPool, default_workers
+from audiokit.errors import OutputError
+from audiokit.pipeline import Task, error_result
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray Data reports each dataset's plan and timing on stderr; a cron job's mail should hold the
+# problems with files, as with the local engine, and nothing else.
+os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+import ray  # noqa: E402  (after the environment settings)
+from ray.util.annotations import RayDeprecationWarning  # noqa: E402
+
+OBJECT_STORE_BYTES = 512 << 20  # a local instance's object store: outcomes are small
+_END = object()
+
+
+class _Prepare:
+    """A Ray actor's prepare stage: one child process at a time, isolated as locally."""
+
+    def __init__(self, stages, log_path):
+        self.pool = WorkerPool(stages, 1, log_path=log_path)
+
+    def __call__(self, batch: dict) -> dict:
+        outcomes = []
+        tasks = [pickle.loads(t) for t in batch["task"]]
+        self.pool.run(tasks, outcomes.append, None)
+        return {"outcome": [pickle.dumps(o) for o in outcomes]}
+
+
+class _Finish:
+    """The finish stage (device batches across the files of each block that reaches it)."""
+
+    def __init__(self, stages):
+        self.finisher = stages.finisher()
+
+    def __call__(self, batch: dict) -> dict:
+        from audiokit.stages import Prepared
+
+        ready = []
+        for blob in batch["outcome"]:
+            outcome = pickle.loads(blob)
+            if isinstance(outcome, Prepared):
+                ready += self.finisher.add(outcome)
+            else:
+                ready.append(outcome)
+        ready += self.finisher.flush()
+        return {"outcome": [pickle.dumps(o) for o in ready]}
+
+
+class RayEngine:
+    def __init__(self, *, workers: int | None = None, log_path: str | None = None, ray_address: str | None = None):
+        self.workers = workers
+        self.log_path = log_path
+        self.address = ray_address
+        self.stopping = False
+        self._started_ray = False
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def _connect(self) -> None:
+        if ray.is_initialized():
+            return
+        options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+        if self.address is None:  # a new instance on this machine, even if a cluster runs here
+            options.update(address="local", num_cpus=self.workers or default_workers(), object_store_memory=OBJECT_STORE_BYTES)
+        else:
+            options["address"] = self.address
+        try:
+            ray.init(**options)
+        except Exception as exc:  # noqa: BLE001 - Ray's many ways of not connecting
+            where = "start a local Ray instance" if self.address is None else f"connect to the Ray cluster at {self.address}"
+            raise OutputError(f"cannot {where}: {type(exc).__name__}: {exc}") from None
+        self._started_ray = True
+
+    def run(self, tasks: list[Task], stages, outbox) -> None:
+        if not tasks:
+            return
+        self._connect()
+        try:
+            self._run(tasks, stages, outbox)
+        finally:
+            if self._started_ray:
+                ray.shutdown()
+
+    def _run(self, tasks: list[Task], stages, outbox) -> None:
+        import ray.data
+        from ray.data import ActorPoolStrategy
+
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.verbose_stats_logs = False
+        context.max_errored_blocks = -1  # a lost block is the driver's business (crash rows)
+        actors = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ordered = sorted(tasks, key=lambda t: t.file.size_bytes, reverse=True)
+        # Ray Data's actors restart and retry forever by default: a file that kills its actor
+        # would come back again and again. Ray 2.60 has no named parameter for these yet.
+        once = {"max_restarts": 0, "max_task_retries": 0}
+        # One file per block: blocks are what actors share out, longest file first.
+        data = ray.data.from_items([{"task": pickle.dumps(t)} for t in ordered], override_num_blocks=len(ordered))
+        warnings.filterwarnings("ignore", category=RayDeprecationWarning, module=__name__)
+        data = data.map_batches(
+            _Prepare, fn_constructor_args=(stages, self.log_path), batch_size=1, batch_format="numpy",
+            compute=ActorPoolStrategy(size=min(actors, len(ordered))), num_cpus=1, **once,
+        )
+        if stages.has_finish:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and stages.device != "cpu" else 0
+            data = data.map_batches(
+                _Finish, fn_constructor_args=(stages,), batch_size=64, batch_format="numpy",
+                compute=ActorPoolStrategy(size=1), num_cpus=1, num_gpus=gpus, **once,
+            )
+        received = self._drain(data, outbox)
+        if not self.stopping:
+            for task in ordered:
+                if task.file.file_id not in received:
+                    outbox.put(error_result(task, stages.config, "crash", "the Ray worker processing this file was lost"))
+
+    def _drain(self, data, outbox) -> set[str]:
+        """Outcomes from a thread that iterates the dataset; the outbox is called from this
+        thread only, with a tick about once a second."""
+        inbox: queue.Queue = queue.Queue()
+        failure: list[BaseException] = []
+
+        def iterate() -> None:
+            try:
+                for batch in data.iter_batches(batch_size=1, batch_format="numpy"):
+                    for blob in batch["outcome"]:
+                        inbox.put(pickle.loads(blob))
+                    if self.stopping:
+                        return
+            except BaseException as exc:  # noqa: BLE001 - reported below, in the driver's thread
+                failure.append(exc)
+            finally:
+                inbox.put(_END)
+
+        thread = threading.Thread(target=iterate, name="audiokit-ray", daemon=True)
+        thread.start()
+        received: set[str] = set()
+        while True:
+            try:
+                item = inbox.get(timeout=1.0)
+            except queue.Empty:
+                outbox.tick()
+                if self.stopping:
+                    break
+                continue
+            if item is _END:
+                break
+            received.add(item.file_id)
+            if not self.stopping:
+                outbox.put(item)
+        if failure and not self.stopping:
+            raise OutputError(f"the Ray run could not go on: {type(failure[0]).__name__}: {failure[0]}")
+        return received
+
+
+__all__ = ["RayEngine"]
