@@ -21,4 +21,11 @@ def info(*args, **kwargs):
     return _info(*args, **kwargs)
 
 
-__all__ = ["__version__", "extract", "info"]
+def open(root):  # audiokit.open(OUT), like io.open
+    """A read-only snapshot of dataset `root`: files, tables, one file's frames, a torch Dataset."""
+    from audiokit.reader import open as _open
+
+    return _open(root)
+
+
+__all__ = ["__version__", "extract", "info", "open"]

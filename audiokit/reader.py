@@ -1,0 +1,391 @@
+"""Reading a dataset from Python: `audiokit.open(OUT)`.
+
+    ds = audiokit.open("features/")
+    ds.files                                  # the `files` table (Arrow; .to_pandas() on demand)
+    ds.tables                                 # {name: TableInfo(rows, parts, columns, config)}
+    X = ds.frames("mfcc", "music/a.flac")     # np.ndarray [shape=(frames, n_mfcc)] float32
+    ds.segments("music/a.flac")               # Arrow table: channel, start_s, end_s, label, confidence
+    ds.torch("mfcc", window_frames=128)       # a torch Dataset (see audiokit.torchdata)
+
+A reader is a snapshot: it reads the `files` table once, when opened, and only ever returns rows
+of files in that snapshot. The `files` part is the commit point of every batch, so rows of a
+batch whose commit has not happened yet (feature parts written, `files` part not) are never
+seen. One file's rows are read from the one part that holds them (each part names its files in
+its footer), and inside that part only from the row groups whose `file_id` column holds the file,
+and only the columns asked for: reading one file costs the same in a dataset of 10 files or 10^5.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from audiokit.errors import ConfigError
+from audiokit.store.schema import FILES_TABLE, META_DIR, part_file_ids
+
+KEY_COLUMNS = ("file_id", "channel")
+ORDER_COLUMNS = ("frame", "start_s")  # what orders a file's rows, per kind of table
+COMPACT_JOURNAL = "compacting.json"
+
+
+def table_kind(columns: list[str]) -> str:
+    """frames (one row per analysis frame), embeddings, spans (segments and the like), other."""
+    if "frame" in columns:
+        return "frames"
+    if "embedding" in columns:
+        return "embeddings"
+    if "start_s" in columns:
+        return "spans"
+    return "other"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    rows: int  # rows of files in this reader's snapshot
+    parts: int
+    columns: list[str]
+    config: dict  # the parameters of its extractor in the run that wrote the newest part
+
+    @property
+    def kind(self) -> str:
+        return table_kind(self.columns)
+
+
+class DatasetReader:
+    """A read-only snapshot of an audiokit dataset (see the module docstring)."""
+
+    def __init__(self, root: str, *, files: pa.Table | None = None):
+        self.root = os.path.abspath(root)
+        if not os.path.isdir(os.path.join(self.root, META_DIR)):
+            raise ConfigError(f"{root} is not an audiokit dataset (no {META_DIR}/ inside)")
+        self.files = files if files is not None else _read_files(self.root)
+        ids = self.files.column("file_id").to_pylist()
+        self._row_of = {file_id: i for i, file_id in enumerate(ids)}
+        self._by_relpath = {r: i for i, r in enumerate(self.files.column("relpath").to_pylist()) if r is not None}
+        self._by_path = {p: i for i, p in enumerate(self.files.column("path").to_pylist()) if p is not None}
+        self._parts: dict[str, dict[str, list[str]]] = {}  # table -> file_id -> parts holding its rows
+        self._tables: dict[str, TableInfo] | None = None
+        self._schemas: dict[str, pa.Schema] = {}
+
+    def __getstate__(self) -> dict:
+        # What a DataLoader worker gets: the snapshot itself, never a second read of `files`.
+        return {"root": self.root, "files": self.files}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["root"], files=state["files"])
+
+    def __repr__(self) -> str:
+        return f"<audiokit dataset {self.root}: {self.files.num_rows} files, tables {', '.join(self.table_names)}>"
+
+    # -- what is there -------------------------------------------------------------------------
+
+    @property
+    def table_names(self) -> list[str]:
+        return sorted(
+            name
+            for name in os.listdir(self.root)
+            if name not in (META_DIR, FILES_TABLE)
+            and not name.startswith(".")
+            and os.path.isdir(os.path.join(self.root, name))
+        )
+
+    @property
+    def tables(self) -> dict[str, TableInfo]:
+        """Every feature table: rows (of this snapshot's files), parts, columns, config."""
+        if self._tables is None:
+            self._tables = {name: self._table_info(name) for name in self.table_names}
+        return self._tables
+
+    def _table_info(self, name: str) -> TableInfo:
+        parts = self._part_index(name)
+        paths = sorted({p for ps in parts.values() for p in ps})
+        rows, columns, config, newest = 0, [], {}, -1.0
+        for path in paths:
+            meta = pq.ParquetFile(path).metadata
+            ids = set(part_file_ids(meta.schema.to_arrow_schema().metadata) or [])
+            if ids <= self._row_of.keys():
+                rows += meta.num_rows
+            else:  # a part that also holds rows of files outside the snapshot: count ours
+                table = pq.read_table(path, columns=["file_id"])
+                rows += sum(1 for f in table.column(0).to_pylist() if f in self._row_of)
+            schema = meta.schema.to_arrow_schema()
+            columns = schema.names
+            mtime = os.path.getmtime(path)
+            if mtime > newest:
+                newest = mtime
+                resolved = json.loads((schema.metadata or {}).get(b"audiokit.config", b"{}"))
+                config = resolved.get(name, resolved)
+        return TableInfo(name=name, rows=rows, parts=len(paths), columns=columns, config=config)
+
+    def file(self, path: str) -> dict:
+        """The `files` row of one file, given its relpath, file_id or absolute path."""
+        return self.files.slice(self._index(path), 1).to_pylist()[0]
+
+    def file_id(self, path: str) -> str:
+        return self.files.column("file_id")[self._index(path)].as_py()
+
+    def _index(self, path: str) -> int:
+        for lookup, key in ((self._row_of, path), (self._by_relpath, path), (self._by_path, os.path.abspath(path))):
+            if key in lookup:
+                return lookup[key]
+        raise ConfigError(f"{path!r} is not in {self.root} (give a relpath, a file_id or an absolute path)")
+
+    # -- one file's rows -----------------------------------------------------------------------
+
+    def rows(self, table: str, path: str, *, columns: list[str] | None = None, channel: int | None = None) -> pa.Table:
+        """One file's rows of `table` as an Arrow table, in order (channel, then frame or start)."""
+        file_id = self.file_id(path)
+        parts = self._part_index(table).get(file_id, [])
+        if not parts:
+            return self._empty(table, columns)
+        wanted = None if columns is None else list(dict.fromkeys([*KEY_COLUMNS, *columns]))
+        # The store keeps a file's rows of a table in exactly one part.
+        result = _read_file_rows(parts[0], file_id, wanted)
+        if channel is not None:
+            import pyarrow.compute as pc
+
+            result = result.filter(pc.equal(result.column("channel"), channel))
+        order = [("channel", "ascending")] + [(c, "ascending") for c in ORDER_COLUMNS if c in result.column_names]
+        result = result.sort_by(order)
+        if columns is not None:
+            result = result.select(columns)
+        return result
+
+    def iter_rows(self, table: str, path: str, *, columns: list[str]) -> Iterator[pa.Table]:
+        """One file's rows in pieces of at most a row group, in stored order (for files whose
+        rows would not fit in memory at once: a picture of a ten-hour recording)."""
+        file_id = self.file_id(path)
+        parts = self._part_index(table).get(file_id, [])
+        if parts:
+            yield from _iter_file_rows(parts[0], file_id, list(dict.fromkeys([*KEY_COLUMNS, *columns])))
+
+    def frames(
+        self, table: str, path: str, *, channel: int | None = None, columns: list[str] | None = None
+    ) -> np.ndarray:
+        """One file's frames of a frame table: np.ndarray [shape=(frames, n)] float32, in frame
+        order. `n` is the vector's size (`mfcc`, `logmel`) or the number of scalar columns
+        (`spectral`: centroid, bandwidth, … in schema order; pick some with `columns`). With
+        `channels = "each"`, a file has one series per channel: say which with `channel`."""
+        columns = columns or feature_columns(self._frame_table(table))
+        rows = self.rows(table, path, columns=["channel", *columns], channel=channel)
+        _check_one_channel(rows, table, path)
+        return to_matrix(rows, columns)
+
+    def frame_times(self, table: str, path: str, *, channel: int | None = None) -> np.ndarray:
+        """Frame centres in seconds, float64, aligned with `frames(...)`."""
+        self._frame_table(table)
+        rows = self.rows(table, path, columns=["channel", "time_s"], channel=channel)
+        _check_one_channel(rows, table, path)
+        return rows.column("time_s").to_numpy()
+
+    def segments(self, path: str, *, table: str = "segments", channel: int | None = None) -> pa.Table:
+        """One file's segments: channel, start_s, end_s, label, confidence, in time order."""
+        rows = self.rows(table, path, channel=channel)
+        return rows.drop_columns(["file_id"])
+
+    def embeddings(
+        self, path: str, *, channel: int | None = None, model: str | None = None, table: str = "embeddings"
+    ) -> np.ndarray:
+        """One file's embeddings: np.ndarray [shape=(windows, D)] float32, in time order."""
+        rows = self.rows(table, path, channel=channel)
+        if model is not None:
+            import pyarrow.compute as pc
+
+            rows = rows.filter(pc.equal(rows.column("model"), model))
+        models = set(rows.column("model").to_pylist()) if rows.num_rows else set()
+        if len(models) > 1:
+            raise ConfigError(f"{path} has embeddings of several models {sorted(models)}: pass model=")
+        _check_one_channel(rows, table, path)
+        return to_matrix(rows, ["embedding"])
+
+    def torch(self, table: str, **options):
+        """A map-style `torch.utils.data.Dataset` over `table` (see `audiokit.torchdata.FrameDataset`)."""
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "ds.torch(...) needs PyTorch, which is not installed: pip install 'audiokit[torch]'"
+            ) from None
+        from audiokit.torchdata import FrameDataset
+
+        return FrameDataset(self, table, **options)
+
+    # -- where rows live -----------------------------------------------------------------------
+
+    def schema(self, table: str) -> pa.Schema:
+        """The Arrow schema of `table` (from one of its parts; without the metadata)."""
+        schema = self._schemas.get(table)
+        if schema is None:
+            self._part_index(table)
+            directory = os.path.join(self.root, table)
+            for name in sorted(os.listdir(directory)):
+                if name.startswith("part-") and name.endswith(".parquet"):
+                    try:
+                        schema = pq.read_schema(os.path.join(directory, name)).remove_metadata()
+                        break
+                    except FileNotFoundError:
+                        continue
+            if schema is None:
+                raise ConfigError(f"table {table!r} in {self.root} has no parts")
+            self._schemas[table] = schema
+        return schema
+
+    def _frame_table(self, table: str) -> pa.Schema:
+        schema = self.schema(table)
+        if table_kind(schema.names) != "frames":
+            raise ConfigError(f"{table!r} is not a frame table (its columns: {', '.join(schema.names)})")
+        return schema
+
+    def _empty(self, table: str, columns: list[str] | None) -> pa.Table:
+        empty = self.schema(table).empty_table()
+        return empty if columns is None else empty.select(columns)
+
+    def _part_index(self, table: str) -> dict[str, list[str]]:
+        """file_id -> parts of `table` holding its rows (only files of the snapshot)."""
+        index = self._parts.get(table)
+        if index is not None:
+            return index
+        directory = os.path.join(self.root, table)
+        if table == FILES_TABLE or not os.path.isdir(directory):
+            raise ConfigError(f"no table {table!r} in {self.root} (tables: {', '.join(self.table_names) or 'none'})")
+        replaced = _parts_being_replaced(self.root, table)
+        index = {}
+        for name in sorted(os.listdir(directory)):
+            if not (name.startswith("part-") and name.endswith(".parquet")) or name in replaced:
+                continue
+            path = os.path.join(directory, name)
+            try:
+                ids = part_file_ids(pq.read_schema(path).metadata)
+                if ids is None:
+                    ids = pq.read_table(path, columns=["file_id"]).column(0).unique().to_pylist()
+            except FileNotFoundError:  # replaced by a run since it was listed
+                continue
+            for file_id in ids:
+                if file_id in self._row_of:
+                    index.setdefault(file_id, []).append(path)
+        self._parts[table] = index
+        return index
+
+
+def open(root: str) -> DatasetReader:  # `audiokit.open`, like `io.open`
+    """Open the dataset at `root` for reading (a snapshot; see `DatasetReader`)."""
+    return DatasetReader(root)
+
+
+# -- arrays -----------------------------------------------------------------------------------
+
+
+def feature_columns(info: TableInfo | pa.Schema) -> list[str]:
+    """The feature columns of a frame table: its vector column, else every scalar column."""
+    names = info.columns if isinstance(info, TableInfo) else info.names
+    return [n for n in names if n not in ("file_id", "channel", "frame", "time_s")]
+
+
+def to_matrix(rows: pa.Table, columns: list[str]) -> np.ndarray:
+    """Rows as np.ndarray [shape=(rows, n)] float32: one vector column, or scalar columns side by side."""
+    if len(columns) == 1 and pa.types.is_fixed_size_list(rows.schema.field(columns[0]).type):
+        size = rows.schema.field(columns[0]).type.list_size
+        column = rows.column(columns[0])
+        if rows.num_rows == 0:
+            return np.zeros((0, size), dtype=np.float32)
+        flat = column.combine_chunks().flatten()  # flatten() honours the slice's offset
+        # A copy: Arrow's buffers are read-only, and callers normalise features in place.
+        return np.array(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, size)
+    out = np.empty((rows.num_rows, len(columns)), dtype=np.float32)
+    for j, name in enumerate(columns):
+        if pa.types.is_fixed_size_list(rows.schema.field(name).type):
+            raise ConfigError(f"column {name!r} is a vector: read it on its own (columns=[{name!r}])")
+        out[:, j] = rows.column(name).to_numpy(zero_copy_only=False)
+    return out
+
+
+def _check_one_channel(rows: pa.Table, table: str, path: str) -> None:
+    if rows.num_rows and "channel" in rows.column_names:
+        channels = rows.column("channel")
+        import pyarrow.compute as pc
+
+        low, high = pc.min_max(channels).values()
+        if low.as_py() != high.as_py():
+            found = sorted(set(channels.to_pylist()))
+            raise ConfigError(f"{path} has {len(found)} channels {found} in {table}: pass channel=")
+
+
+# -- Parquet ---------------------------------------------------------------------------------
+
+
+def _read_files(root: str) -> pa.Table:
+    from audiokit.store.dataset import read_files_table
+
+    files = read_files_table(root)
+    if files.num_rows == 0:
+        return files
+    # A part renamed over at the very moment of listing can appear twice in no case (one rename),
+    # but a file id is unique by construction: keep the last row of each, as the store does.
+    ids = files.column("file_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        last = {f: i for i, f in enumerate(ids)}
+        files = files.take(sorted(last.values()))
+    return files
+
+
+def _parts_being_replaced(root: str, table: str) -> set[str]:
+    """Parts a compaction has merged but not yet deleted (the journal names them): the merged
+    part holds their rows, so reading both would double them."""
+    try:
+        with builtins.open(os.path.join(root, META_DIR, COMPACT_JOURNAL)) as f:
+            journal = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return set()
+    if journal.get("table") != table or not os.path.exists(os.path.join(root, table, journal.get("merged", ""))):
+        return set()
+    return set(journal.get("parts", []))
+
+
+def _row_groups_of(parquet: pq.ParquetFile, file_id: str) -> list[int]:
+    """Row groups whose `file_id` statistics admit `file_id`, narrowed by reading only that
+    column when the statistics alone leave more than one."""
+    meta = parquet.metadata
+    column = parquet.schema_arrow.get_field_index("file_id")
+    candidates = []
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(column).statistics
+        if stats is None or not stats.has_min_max or stats.min <= file_id <= stats.max:
+            candidates.append(rg)
+    if len(candidates) <= 1:
+        return candidates
+    import pyarrow.compute as pc
+
+    keep = []
+    for rg in candidates:
+        ids = parquet.read_row_group(rg, columns=["file_id"]).column(0)
+        if pc.any(pc.equal(ids, file_id)).as_py():
+            keep.append(rg)
+    return keep
+
+
+def _iter_file_rows(part: str, file_id: str, columns: list[str] | None) -> Iterator[pa.Table]:
+    import pyarrow.compute as pc
+
+    parquet = pq.ParquetFile(part)
+    for rg in _row_groups_of(parquet, file_id):
+        group = parquet.read_row_group(rg, columns=columns)
+        yield group.filter(pc.equal(group.column("file_id"), file_id))
+
+
+def _read_file_rows(part: str, file_id: str, columns: list[str] | None) -> pa.Table:
+    pieces = list(_iter_file_rows(part, file_id, columns))
+    if not pieces:
+        schema = pq.read_schema(part).remove_metadata()
+        return schema.empty_table() if columns is None else schema.empty_table().select(columns)
+    return pa.concat_tables(pieces).replace_schema_metadata(None)
+
+
+__all__ = ["DatasetReader", "TableInfo", "feature_columns", "open", "table_kind", "to_matrix"]
