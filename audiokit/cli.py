@@ -188,6 +188,70 @@ def models_pull(name: str = typer.Argument(..., help="A model from `audiokit mod
     typer.echo(str(path))
 
 
+@app.command()
+def show(
+    out: Path = typer.Argument(..., help="A dataset written by `audiokit extract`."),
+    path: str = typer.Argument(..., help="One file of it: relpath, file_id or absolute path."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="PNG to write (default: the file's name + .png)."),
+) -> None:
+    """A picture of one file: waveform envelope, log-mel, segments, loudness or RMS, status."""
+    from audiokit.errors import ConfigError, OutputError
+    from audiokit.plots import show_file
+
+    try:
+        written = show_file(str(out), path, str(output) if output else None)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except OutputError as exc:
+        _fail(str(exc), 3)
+    typer.echo(written)
+
+
+@app.command()
+def report(
+    out: Path = typer.Argument(..., help="A dataset written by `audiokit extract`."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="HTML page to write (default: OUT/report.html)."),
+    figures: int = typer.Option(4, "--figures", help="Per-file figures to include (failed files are listed, not drawn)."),
+) -> None:
+    """One self-contained HTML page to audit a dataset: statuses, failures, distributions, runs."""
+    from audiokit.errors import ConfigError, OutputError
+    from audiokit.plots import write_report
+
+    try:
+        written = write_report(str(out), str(output) if output else None, figures=figures)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except OutputError as exc:
+        _fail(str(exc), 3)
+    typer.echo(written)
+
+
+@app.command()
+def export(
+    out: Path = typer.Argument(..., help="A dataset written by `audiokit extract`."),
+    table: str = typer.Option(..., "--table", "-t", help="Table to export: segments, mfcc, logmel, spectral, embeddings …"),
+    format: str = typer.Option(..., "--format", "-f", help="segments: rttm, csv, audacity, textgrid; frame tables: npy, csv."),
+    output: str | None = typer.Option(None, "-o", "--output", help="File (rttm, csv; default stdout) or directory (npy, audacity, textgrid)."),
+    where: str | None = typer.Option(None, "--where", help="Only files whose files row matches, e.g. \"status = 'ok' and duration_s > 10\"."),
+    include: list[str] = typer.Option([], "--include", help="Only files whose relpath or name matches this glob (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (on stderr when the export goes to stdout)."),
+) -> None:
+    """Write a table in a format other tools read (RTTM, CSV, Audacity labels, TextGrid, .npy)."""
+    from audiokit.errors import ConfigError, OutputError
+    from audiokit.export import export as run_export
+
+    try:
+        summary = run_export(str(out), table=table, format=format, out=output, where=where, include=include)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except OutputError as exc:
+        _fail(str(exc), 3)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict()), err=output is None)
+    elif output is not None:
+        typer.echo(f"audiokit: {summary.rows} rows of {summary.files} files → {summary.output}", err=True)
+
+
 def main() -> None:
     """The console script. Once the command has returned, everything it wrote is committed,
     fsynced and closed, so it leaves without tearing the interpreter down: module teardown only
