@@ -193,13 +193,14 @@ def show(
     out: Path = typer.Argument(..., help="A dataset written by `audiokit extract`."),
     path: str = typer.Argument(..., help="One file of it: relpath, file_id or absolute path."),
     output: Path | None = typer.Option(None, "-o", "--output", help="PNG to write (default: the file's name + .png)."),
+    channel: int | None = typer.Option(None, "--channel", help="Channel to draw (datasets made with audio.channels=each; default 0)."),
 ) -> None:
     """A picture of one file: waveform envelope, log-mel, segments, loudness or RMS, status."""
     from audiokit.errors import ConfigError, OutputError
     from audiokit.plots import show_file
 
     try:
-        written = show_file(str(out), path, str(output) if output else None)
+        written = show_file(str(out), path, str(output) if output else None, channel=channel)
     except ConfigError as exc:
         _fail(str(exc), 2)
     except OutputError as exc:
@@ -210,7 +211,7 @@ def show(
 @app.command()
 def report(
     out: Path = typer.Argument(..., help="A dataset written by `audiokit extract`."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="HTML page to write (default: OUT/report.html)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="HTML page to write (default: report.html here)."),
     figures: int = typer.Option(4, "--figures", help="Per-file figures to include (failed files are listed, not drawn)."),
 ) -> None:
     """One self-contained HTML page to audit a dataset: statuses, failures, distributions, runs."""
