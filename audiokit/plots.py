@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audiokit.errors import AudiokitError, ConfigError, OutputError
-from audiokit.reader import DatasetReader, feature_columns
+from audiokit.reader import DatasetReader, feature_columns, int_scalar
 
 COLUMNS = 1200  # time columns of a figure: the envelope and the spectrogram are pooled to these
 SEGMENT_COLOURS = {"speech": "#1f77b4", "music": "#ff7f0e", "noise": "#8c8c8c", "silence": "#e3e3e3"}
@@ -158,7 +158,7 @@ def _pooled_table(reader: DatasetReader, table: str, path: str, column: str, cha
         if channel is not None:
             import pyarrow.compute as pc
 
-            piece = piece.filter(pc.equal(piece.column("channel"), channel))
+            piece = piece.filter(pc.equal(piece.column("channel"), int_scalar(channel)))
         elif piece.num_rows:
             import pyarrow.compute as pc
 
@@ -339,11 +339,20 @@ def _table_channels(reader: DatasetReader, path: str) -> list[int]:
 
 
 def figure_png(fig) -> bytes:
+    """The figure as a 256-colour PNG: a third of the size of matplotlib's RGBA file (the noise
+    of a spectrogram is what costs) with no visible change; Pillow comes with matplotlib."""
+    from PIL import Image
+
     plt = _pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    return buffer.getvalue()
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB")
+    palette = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def show_file(root: str, path: str, output: str | None = None, *, channel: int | None = None) -> str:

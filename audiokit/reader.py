@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audiokit.errors import ConfigError
+from audiokit.store.arrays import numeric, strings
 from audiokit.store.schema import FILES_TABLE, META_DIR, part_file_ids
 
 KEY_COLUMNS = ("file_id", "channel")
@@ -74,6 +75,7 @@ class DatasetReader:
         self._parts: dict[str, dict[str, list[str]]] = {}  # table -> file_id -> parts holding its rows
         self._tables: dict[str, TableInfo] | None = None
         self._schemas: dict[str, pa.Schema] = {}
+        self._groups_of: dict[str, dict[str, list[int]]] = {}  # part -> file_id -> row groups
 
     def __getstate__(self) -> dict:
         # What a DataLoader worker gets: the snapshot itself, never a second read of `files`.
@@ -148,11 +150,11 @@ class DatasetReader:
             return self._empty(table, columns)
         wanted = None if columns is None else list(dict.fromkeys([*KEY_COLUMNS, *columns]))
         # The store keeps a file's rows of a table in exactly one part.
-        result = _read_file_rows(parts[0], file_id, wanted)
+        result = _read_file_rows(parts[0], file_id, wanted, self._groups_of.setdefault(parts[0], {}))
         if channel is not None:
             import pyarrow.compute as pc
 
-            result = result.filter(pc.equal(result.column("channel"), channel))
+            result = result.filter(pc.equal(result.column("channel"), int_scalar(channel)))
         order = [("channel", "ascending")] + [(c, "ascending") for c in ORDER_COLUMNS if c in result.column_names]
         result = result.sort_by(order)
         if columns is not None:
@@ -165,7 +167,8 @@ class DatasetReader:
         file_id = self.file_id(path)
         parts = self._part_index(table).get(file_id, [])
         if parts:
-            yield from _iter_file_rows(parts[0], file_id, list(dict.fromkeys([*KEY_COLUMNS, *columns])))
+            wanted = list(dict.fromkeys([*KEY_COLUMNS, *columns]))
+            yield from _iter_file_rows(parts[0], file_id, wanted, self._groups_of.setdefault(parts[0], {}))
 
     def frames(
         self, table: str, path: str, *, channel: int | None = None, columns: list[str] | None = None
@@ -184,7 +187,7 @@ class DatasetReader:
         self._frame_table(table)
         rows = self.rows(table, path, columns=["channel", "time_s"], channel=channel)
         _check_one_channel(rows, table, path)
-        return rows.column("time_s").to_numpy()
+        return _as_float64(rows.column("time_s").combine_chunks())
 
     def segments(self, path: str, *, table: str = "segments", channel: int | None = None) -> pa.Table:
         """One file's segments: channel, start_s, end_s, label, confidence, in time order."""
@@ -199,7 +202,7 @@ class DatasetReader:
         if model is not None:
             import pyarrow.compute as pc
 
-            rows = rows.filter(pc.equal(rows.column("model"), model))
+            rows = rows.filter(pc.equal(rows.column("model"), string_scalar(model)))
         models = set(rows.column("model").to_pylist()) if rows.num_rows else set()
         if len(models) > 1:
             raise ConfigError(f"{path} has embeddings of several models {sorted(models)}: pass model=")
@@ -263,7 +266,9 @@ class DatasetReader:
                 continue
             path = os.path.join(directory, name)
             try:
-                ids = part_file_ids(pq.read_schema(path).metadata)
+                ids = _footer_file_ids(path)
+                if ids is None:
+                    ids = part_file_ids(pq.read_schema(path).metadata)
                 if ids is None:
                     ids = pq.read_table(path, columns=["file_id"]).column(0).unique().to_pylist()
             except FileNotFoundError:  # replaced by a run since it was listed
@@ -298,13 +303,45 @@ def to_matrix(rows: pa.Table, columns: list[str]) -> np.ndarray:
             return np.zeros((0, size), dtype=np.float32)
         flat = column.combine_chunks().flatten()  # flatten() honours the slice's offset
         # A copy: Arrow's buffers are read-only, and callers normalise features in place.
-        return np.array(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, size)
+        return _as_float32(flat).reshape(-1, size)
     out = np.empty((rows.num_rows, len(columns)), dtype=np.float32)
     for j, name in enumerate(columns):
         if pa.types.is_fixed_size_list(rows.schema.field(name).type):
             raise ConfigError(f"column {name!r} is a vector: read it on its own (columns=[{name!r}])")
-        out[:, j] = rows.column(name).to_numpy(zero_copy_only=False)
+        out[:, j] = _as_float32(rows.column(name).combine_chunks())
     return out
+
+
+def _as_float32(array: pa.Array) -> np.ndarray:
+    """A copy of a numeric Arrow array as float32, NaN where null. Straight from the values
+    buffer: `to_numpy()` imports pandas (0.2 s) when it is installed."""
+    if pa.types.is_floating(array.type) or pa.types.is_integer(array.type):
+        dtype = _NUMPY_TYPES.get(str(array.type))
+        if dtype is not None:
+            values = np.frombuffer(
+                array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
+            )
+            out = values.astype(np.float32)  # always a copy
+            if array.null_count:
+                valid = np.unpackbits(np.frombuffer(array.buffers()[0], np.uint8), bitorder="little")
+                out[~valid[array.offset : array.offset + len(array)].astype(bool)] = np.nan
+            return out
+    return np.array(array.to_numpy(zero_copy_only=False), dtype=np.float32)
+
+
+def _as_float64(array: pa.Array) -> np.ndarray:
+    if str(array.type) == "double" and not array.null_count:
+        return np.frombuffer(array.buffers()[1], np.float64, count=len(array), offset=array.offset * 8).copy()
+    return np.array(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+_NUMPY_TYPES = {
+    "float": np.dtype(np.float32),
+    "double": np.dtype(np.float64),
+    "halffloat": np.dtype(np.float16),
+    "int32": np.dtype(np.int32),
+    "int64": np.dtype(np.int64),
+}
 
 
 def _check_one_channel(rows: pa.Table, table: str, path: str) -> None:
@@ -318,13 +355,37 @@ def _check_one_channel(rows: pa.Table, table: str, path: str) -> None:
             raise ConfigError(f"{path} has {len(found)} channels {found} in {table}: pass channel=")
 
 
+def string_scalar(value: str) -> pa.Scalar:
+    """An Arrow string scalar built from a buffer: pyarrow's conversion of a Python value (what
+    `pc.equal(column, "x")` does) imports pandas when it is installed, 0.2 s per process."""
+    return strings([value])[0]
+
+
+def int_scalar(value: int, type: pa.DataType = pa.int32()) -> pa.Scalar:
+    return numeric(np.array([value], dtype=np.int64)).cast(type)[0]
+
+
 # -- Parquet ---------------------------------------------------------------------------------
 
 
 def _read_files(root: str) -> pa.Table:
-    from audiokit.store.dataset import read_files_table
+    """The `files` table, its parts read by a few threads: after one long run it is ~1,500
+    parts of 64 rows (until the next run compacts them), and Parquet decoding releases the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    files = read_files_table(root)
+    from audiokit.store.schema import FILES_SCHEMA
+
+    directory = os.path.join(root, FILES_TABLE)
+    names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+    parts = [os.path.join(directory, n) for n in names if n.startswith("part-") and n.endswith(".parquet")]
+    if not parts:
+        return FILES_SCHEMA.empty_table()
+    if len(parts) > 8:
+        with ThreadPoolExecutor(8) as pool:
+            tables = list(pool.map(_read_part, parts))
+    else:
+        tables = [_read_part(p) for p in parts]
+    files = pa.concat_tables([t for t in tables if t is not None]).replace_schema_metadata(None)
     if files.num_rows == 0:
         return files
     # A part renamed over at the very moment of listing can appear twice in no case (one rename),
@@ -334,6 +395,13 @@ def _read_files(root: str) -> pa.Table:
         last = {f: i for i, f in enumerate(ids)}
         files = files.take(sorted(last.values()))
     return files
+
+
+def _read_part(path: str) -> pa.Table | None:
+    try:
+        return pq.ParquetFile(path).read()
+    except FileNotFoundError:  # compacted away since the listing: its rows are in the merged part
+        return None
 
 
 def _parts_being_replaced(root: str, table: str) -> set[str]:
@@ -349,9 +417,56 @@ def _parts_being_replaced(root: str, table: str) -> set[str]:
     return set(journal.get("parts", []))
 
 
-def _row_groups_of(parquet: pq.ParquetFile, file_id: str) -> list[int]:
-    """Row groups whose `file_id` statistics admit `file_id`, narrowed by reading only that
-    column when the statistics alone leave more than one."""
+FILE_IDS_KEY = b"audiokit.file_ids"
+
+
+def _footer_file_ids(path: str) -> list[str] | None:
+    """The file ids a part's footer lists, read from the footer's bytes without decoding the
+    footer: a tenth of the time of `pq.read_schema`, which counts when a table has a part per
+    commit (~1,500 after one run over 10^5 files). The key-value pair is Thrift compact: the key
+    (length, bytes), the value's field header (0x18) and length (varint), the JSON bytes. Any
+    surprise returns None and the caller decodes the footer properly."""
+    with builtins.open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size < 12:
+            return None
+        f.seek(size - 8)
+        tail = f.read(8)
+        length = int.from_bytes(tail[:4], "little")
+        if tail[4:] != b"PAR1" or length > size - 12:
+            return None
+        f.seek(size - 8 - length)
+        footer = f.read(length)
+    at = footer.rfind(FILE_IDS_KEY)
+    if (
+        at < 1
+        or footer[at - 1] != len(FILE_IDS_KEY)
+        or footer[at + len(FILE_IDS_KEY) : at + len(FILE_IDS_KEY) + 1] != b"\x18"
+    ):
+        return None
+    position, value_length, shift = at + len(FILE_IDS_KEY) + 1, 0, 0
+    while position < len(footer):
+        byte = footer[position]
+        value_length |= (byte & 0x7F) << shift
+        position += 1
+        shift += 7
+        if not byte & 0x80:
+            break
+    try:
+        ids = json.loads(footer[position : position + value_length])
+    except ValueError:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None
+    return ids
+
+
+def _row_groups_of(parquet: pq.ParquetFile, file_id: str, groups_of: dict | None = None) -> list[int]:
+    """Row groups whose `file_id` statistics admit `file_id`. When the statistics leave more
+    than one (a compacted part: ids are not sorted), the part's file id -> row groups map is
+    built from each group's dictionary of ids (the column is dictionary-encoded: a few hundred
+    ids per group, not a comparison of every row) and kept in `groups_of` for the next file."""
     meta = parquet.metadata
     column = parquet.schema_arrow.get_field_index("file_id")
     candidates = []
@@ -361,27 +476,53 @@ def _row_groups_of(parquet: pq.ParquetFile, file_id: str) -> list[int]:
             candidates.append(rg)
     if len(candidates) <= 1:
         return candidates
+    if groups_of is None:
+        groups_of = {}
+    if not groups_of:
+        for rg in range(meta.num_row_groups):
+            for chunk in parquet.read_row_group(rg, columns=["file_id"]).column(0).chunks:
+                ids = chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk.unique()
+                for known in ids.to_pylist():
+                    groups = groups_of.setdefault(known, [])
+                    if not groups or groups[-1] != rg:
+                        groups.append(rg)
+    return groups_of.get(file_id, [])
+
+
+def _position(chunk: pa.Array, file_id: str, pc) -> int | None:
+    """The dictionary index of `file_id` in a dictionary chunk (None: absent); for a plain
+    chunk, 0 when present."""
+    if pa.types.is_dictionary(chunk.type):
+        where = pc.index(chunk.dictionary, string_scalar(file_id)).as_py()
+        return None if where < 0 else where
+    return 0 if pc.any(pc.equal(chunk, string_scalar(file_id))).as_py() else None
+
+
+def _iter_file_rows(
+    part: str, file_id: str, columns: list[str] | None, groups_of: dict | None = None
+) -> Iterator[pa.Table]:
     import pyarrow.compute as pc
 
-    keep = []
-    for rg in candidates:
-        ids = parquet.read_row_group(rg, columns=["file_id"]).column(0)
-        if pc.any(pc.equal(ids, file_id)).as_py():
-            keep.append(rg)
-    return keep
-
-
-def _iter_file_rows(part: str, file_id: str, columns: list[str] | None) -> Iterator[pa.Table]:
-    import pyarrow.compute as pc
-
-    parquet = pq.ParquetFile(part)
-    for rg in _row_groups_of(parquet, file_id):
+    parquet = pq.ParquetFile(part, read_dictionary=["file_id"])
+    for rg in _row_groups_of(parquet, file_id, groups_of):
         group = parquet.read_row_group(rg, columns=columns)
-        yield group.filter(pc.equal(group.column("file_id"), file_id))
+        pieces = []
+        for chunk in group.column("file_id").chunks:
+            if pa.types.is_dictionary(chunk.type):
+                where = _position(chunk, file_id, pc)
+                # Dictionary indices are never negative: -1 selects no row.
+                pieces.append(pc.equal(chunk.indices, int_scalar(-1 if where is None else where, chunk.indices.type)))
+            else:
+                pieces.append(pc.equal(chunk, string_scalar(file_id)))
+        rows = group.filter(pa.chunked_array(pieces, type=pa.bool_()))
+        index = rows.schema.get_field_index("file_id")
+        yield rows.set_column(
+            index, rows.schema.field(index).with_type(pa.string()), rows.column(index).cast(pa.string())
+        )
 
 
-def _read_file_rows(part: str, file_id: str, columns: list[str] | None) -> pa.Table:
-    pieces = list(_iter_file_rows(part, file_id, columns))
+def _read_file_rows(part: str, file_id: str, columns: list[str] | None, groups_of: dict | None = None) -> pa.Table:
+    pieces = list(_iter_file_rows(part, file_id, columns, groups_of))
     if not pieces:
         schema = pq.read_schema(part).remove_metadata()
         return schema.empty_table() if columns is None else schema.empty_table().select(columns)
