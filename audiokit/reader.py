@@ -20,6 +20,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -73,9 +74,10 @@ class DatasetReader:
         self._by_relpath = {r: i for i, r in enumerate(self.files.column("relpath").to_pylist()) if r is not None}
         self._by_path = {p: i for i, p in enumerate(self.files.column("path").to_pylist()) if p is not None}
         self._parts: dict[str, dict[str, list[str]]] = {}  # table -> file_id -> parts holding its rows
+        self._footer_ids: dict[str, list[tuple[str, bytes]]] = {}
         self._tables: dict[str, TableInfo] | None = None
         self._schemas: dict[str, pa.Schema] = {}
-        self._groups_of: dict[str, dict[str, list[int]]] = {}  # part -> file_id -> row groups
+        self._cache = ReadCache()
 
     def __getstate__(self) -> dict:
         # What a DataLoader worker gets: the snapshot itself, never a second read of `files`.
@@ -145,12 +147,11 @@ class DatasetReader:
     def rows(self, table: str, path: str, *, columns: list[str] | None = None, channel: int | None = None) -> pa.Table:
         """One file's rows of `table` as an Arrow table, in order (channel, then frame or start)."""
         file_id = self.file_id(path)
-        parts = self._part_index(table).get(file_id, [])
-        if not parts:
+        part = self._locate(table, file_id)
+        if part is None:
             return self._empty(table, columns)
         wanted = None if columns is None else list(dict.fromkeys([*KEY_COLUMNS, *columns]))
-        # The store keeps a file's rows of a table in exactly one part.
-        result = _read_file_rows(parts[0], file_id, wanted, self._groups_of.setdefault(parts[0], {}))
+        result = _read_file_rows(part, file_id, wanted, self._cache)
         if channel is not None:
             import pyarrow.compute as pc
 
@@ -165,10 +166,11 @@ class DatasetReader:
         """One file's rows in pieces of at most a row group, in stored order (for files whose
         rows would not fit in memory at once: a picture of a ten-hour recording)."""
         file_id = self.file_id(path)
-        parts = self._part_index(table).get(file_id, [])
-        if parts:
+        part = self._locate(table, file_id)
+        if part is not None:
             wanted = list(dict.fromkeys([*KEY_COLUMNS, *columns]))
-            yield from _iter_file_rows(parts[0], file_id, wanted, self._groups_of.setdefault(parts[0], {}))
+            # No row-group cache: this is for files too long to hold, row group by row group.
+            yield from _iter_file_rows(part, file_id, wanted, None)
 
     def frames(
         self, table: str, path: str, *, channel: int | None = None, columns: list[str] | None = None
@@ -227,15 +229,12 @@ class DatasetReader:
         """The Arrow schema of `table` (from one of its parts; without the metadata)."""
         schema = self._schemas.get(table)
         if schema is None:
-            self._part_index(table)
-            directory = os.path.join(self.root, table)
-            for name in sorted(os.listdir(directory)):
-                if name.startswith("part-") and name.endswith(".parquet"):
-                    try:
-                        schema = pq.read_schema(os.path.join(directory, name)).remove_metadata()
-                        break
-                    except FileNotFoundError:
-                        continue
+            for path, _ in self._footers(table):
+                try:
+                    schema = pq.read_schema(path).remove_metadata()
+                    break
+                except FileNotFoundError:
+                    continue
             if schema is None:
                 raise ConfigError(f"table {table!r} in {self.root} has no parts")
             self._schemas[table] = schema
@@ -251,30 +250,56 @@ class DatasetReader:
         empty = self.schema(table).empty_table()
         return empty if columns is None else empty.select(columns)
 
-    def _part_index(self, table: str) -> dict[str, list[str]]:
-        """file_id -> parts of `table` holding its rows (only files of the snapshot)."""
-        index = self._parts.get(table)
-        if index is not None:
-            return index
+    def _footers(self, table: str) -> list[tuple[str, bytes]]:
+        """(part, its footer's file-id list as JSON bytes) for every part of `table`, read once."""
+        footers = self._footer_ids.get(table)
+        if footers is not None:
+            return footers
         directory = os.path.join(self.root, table)
         if table == FILES_TABLE or not os.path.isdir(directory):
             raise ConfigError(f"no table {table!r} in {self.root} (tables: {', '.join(self.table_names) or 'none'})")
         replaced = _parts_being_replaced(self.root, table)
-        index = {}
+        footers = []
         for name in sorted(os.listdir(directory)):
             if not (name.startswith("part-") and name.endswith(".parquet")) or name in replaced:
                 continue
             path = os.path.join(directory, name)
             try:
-                ids = _footer_file_ids(path)
-                if ids is None:
+                listed = _footer_file_ids(path)
+                if listed is None:
                     ids = part_file_ids(pq.read_schema(path).metadata)
-                if ids is None:
-                    ids = pq.read_table(path, columns=["file_id"]).column(0).unique().to_pylist()
+                    if ids is None:
+                        ids = pq.read_table(path, columns=["file_id"]).column(0).unique().to_pylist()
+                    listed = json.dumps(ids).encode()
             except FileNotFoundError:  # replaced by a run since it was listed
                 continue
-            for file_id in ids:
-                if file_id in self._row_of:
+            footers.append((path, listed))
+        self._footer_ids[table] = footers
+        return footers
+
+    def _locate(self, table: str, file_id: str) -> str | None:
+        """The part of `table` holding the rows of `file_id` (the store keeps them in one part):
+        a search of the footers' id lists, so one file's lookup never decodes them all."""
+        index = self._parts.get(table)
+        if index is not None:
+            parts = index.get(file_id)
+            return parts[0] if parts else None
+        needle = f'"{file_id}"'.encode()
+        for path, listed in self._footers(table):
+            if needle in listed:
+                return path
+        return None
+
+    def _part_index(self, table: str) -> dict[str, list[str]]:
+        """file_id -> parts of `table` holding its rows (only files of the snapshot)."""
+        index = self._parts.get(table)
+        if index is not None:
+            return index
+        index = {}
+        row_of = self._row_of
+        for path, listed in self._footers(table):
+            for file_id in json.loads(listed):
+                if file_id in row_of:
                     index.setdefault(file_id, []).append(path)
         self._parts[table] = index
         return index
@@ -420,9 +445,9 @@ def _parts_being_replaced(root: str, table: str) -> set[str]:
 FILE_IDS_KEY = b"audiokit.file_ids"
 
 
-def _footer_file_ids(path: str) -> list[str] | None:
-    """The file ids a part's footer lists, read from the footer's bytes without decoding the
-    footer: a tenth of the time of `pq.read_schema`, which counts when a table has a part per
+def _footer_file_ids(path: str) -> bytes | None:
+    """The JSON list of file ids in a part's footer, cut from the footer's bytes without
+    decoding the footer: a tenth of the time of `pq.read_schema`, which counts when a table has a part per
     commit (~1,500 after one run over 10^5 files). The key-value pair is Thrift compact: the key
     (length, bytes), the value's field header (0x18) and length (varint), the JSON bytes. Any
     surprise returns None and the caller decodes the footer properly."""
@@ -453,13 +478,10 @@ def _footer_file_ids(path: str) -> list[str] | None:
         shift += 7
         if not byte & 0x80:
             break
-    try:
-        ids = json.loads(footer[position : position + value_length])
-    except ValueError:
+    listed = footer[position : position + value_length]
+    if len(listed) != value_length or listed[:1] != b"[" or listed[-1:] != b"]":
         return None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        return None
-    return ids
+    return listed
 
 
 def _row_groups_of(parquet: pq.ParquetFile, file_id: str, groups_of: dict | None = None) -> list[int]:
@@ -498,14 +520,42 @@ def _position(chunk: pa.Array, file_id: str, pc) -> int | None:
     return 0 if pc.any(pc.equal(chunk, string_scalar(file_id))).as_py() else None
 
 
+class ReadCache:
+    """What a reader keeps between reads: each compacted part's file id -> row groups map, and
+    the last few decoded row groups (a row group holds the rows of many short files: reading
+    the files of a part in turn decodes it once, not once per file)."""
+
+    def __init__(self, max_bytes: int = 64 << 20):
+        self.groups_of: dict[str, dict[str, list[int]]] = {}
+        self.max_bytes = max_bytes
+        self._groups: OrderedDict[tuple, pa.Table] = OrderedDict()
+
+    def row_group(self, parquet: pq.ParquetFile, part: str, rg: int, columns: list[str] | None) -> pa.Table:
+        key = (part, rg, None if columns is None else tuple(columns))
+        group = self._groups.get(key)
+        if group is not None:
+            self._groups.move_to_end(key)
+            return group
+        group = parquet.read_row_group(rg, columns=columns)
+        self._groups[key] = group
+        while len(self._groups) > 1 and sum(t.nbytes for t in self._groups.values()) > self.max_bytes:
+            self._groups.popitem(last=False)
+        return group
+
+
 def _iter_file_rows(
-    part: str, file_id: str, columns: list[str] | None, groups_of: dict | None = None
+    part: str, file_id: str, columns: list[str] | None, cache: ReadCache | None = None
 ) -> Iterator[pa.Table]:
     import pyarrow.compute as pc
 
     parquet = pq.ParquetFile(part, read_dictionary=["file_id"])
+    groups_of = None if cache is None else cache.groups_of.setdefault(part, {})
     for rg in _row_groups_of(parquet, file_id, groups_of):
-        group = parquet.read_row_group(rg, columns=columns)
+        group = (
+            parquet.read_row_group(rg, columns=columns)
+            if cache is None
+            else cache.row_group(parquet, part, rg, columns)
+        )
         pieces = []
         for chunk in group.column("file_id").chunks:
             if pa.types.is_dictionary(chunk.type):
@@ -521,8 +571,8 @@ def _iter_file_rows(
         )
 
 
-def _read_file_rows(part: str, file_id: str, columns: list[str] | None, groups_of: dict | None = None) -> pa.Table:
-    pieces = list(_iter_file_rows(part, file_id, columns, groups_of))
+def _read_file_rows(part: str, file_id: str, columns: list[str] | None, cache: ReadCache | None = None) -> pa.Table:
+    pieces = list(_iter_file_rows(part, file_id, columns, cache))
     if not pieces:
         schema = pq.read_schema(part).remove_metadata()
         return schema.empty_table() if columns is None else schema.empty_table().select(columns)

@@ -37,7 +37,8 @@ class FrameDataset(torch.utils.data.Dataset):
     (an index into `label_names`, IGNORE_INDEX where no segment covers the frame). `files`
     limits the items to some relpaths; by default every file with status `ok` and rows in the
     table. A file shorter than a window gives one window, zero-padded (its `length` says how
-    much is real); the frames after a file's last whole window are not used.
+    much is real); the frames after a file's last whole window are not used. Each process keeps
+    the frames of the files it read last, up to `cache_bytes`, for their other windows.
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class FrameDataset(torch.utils.data.Dataset):
         labels: str | Mapping | Callable | None = None,
         label_names: Iterable[str] = SEGMENT_LABELS,
         files: Iterable[str] | None = None,
-        cache_files: int = 8,
+        cache_bytes: int = 256 << 20,
     ):
         if window_frames is not None and window_frames < 1:
             raise ConfigError("window_frames must be at least 1")
@@ -64,7 +65,7 @@ class FrameDataset(torch.utils.data.Dataset):
         self.hop_frames = hop_frames or window_frames
         self.labels = labels
         self.label_names = list(label_names)
-        self.cache_files = cache_files
+        self.cache_bytes = cache_bytes
         self._cache: OrderedDict = OrderedDict()
         counts = _frame_counts(reader, table)
         if files is None:  # every ok file, in relpath order
@@ -83,6 +84,12 @@ class FrameDataset(torch.utils.data.Dataset):
                 else:
                     for start in range(0, n - window_frames + 1, self.hop_frames):
                         self.items.append((file_id, channel, start, window_frames))
+
+    def __getstate__(self) -> dict:
+        # A worker gets the items and the snapshot, not the frames this process has cached.
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()
+        return state
 
     def __len__(self) -> int:
         return len(self.items)
@@ -124,7 +131,7 @@ class FrameDataset(torch.utils.data.Dataset):
             times = self.reader.frame_times(self.table, file_id, channel=channel)
             frame_labels = _labels_at(self.reader.segments(file_id, channel=channel), times, self.label_names)
         self._cache[key] = (frames, frame_labels)
-        if len(self._cache) > self.cache_files:
+        while len(self._cache) > 1 and sum(f.nbytes for f, _ in self._cache.values()) > self.cache_bytes:
             self._cache.popitem(last=False)
         return frames, frame_labels
 

@@ -15,7 +15,9 @@
 2. An epoch of `ds.torch("mfcc")` through `torch.utils.data.DataLoader` over the bench corpus
    (scripts/bench.py's 34-minute corpus, `audiokit extract -x mfcc`): per file (batch 8) and in
    windows of 128 frames, hop 64 (batch 64, shuffled), with 0 and 2 workers; frames/s counts the
-   frames of features delivered, padding excluded, worker start-up included.
+   frames of features delivered, padding excluded. Epoch 1 starts from a fresh reader (every
+   file read from Parquet, OS page cache warm, worker start-up included); epoch 2 runs on the
+   same persistent workers, whose frame caches then hold the corpus (7 MB of MFCCs).
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ def build_big(root: Path, n_files: int) -> None:
                     "extractors": ["mfcc:bench"],
                     "processed_at": int(time.time() * 1000),
                 }
-                results.append(FileResult(file_id, row, staged={"mfcc": writer.commit()}, rows={"mfcc": FRAMES_PER_FILE}))
+                results.append(
+                    FileResult(file_id, row, staged={"mfcc": writer.commit()}, rows={"mfcc": FRAMES_PER_FILE})
+                )
             dataset.commit(results, schemas={"mfcc": schema}, config={"chain": ["mfcc"]}, config_hash="bench")
             if batch_start % 10000 == 0:
                 print(f"  {batch_start:,} files written, {time.monotonic() - started:.0f} s", file=sys.stderr)
@@ -138,7 +142,9 @@ def probe(root: Path, repeats: int = 3) -> dict:
     runs = []
     for _ in range(repeats):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        out = subprocess.run([sys.executable, "-c", PROBE, str(root)], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, str(root)], capture_output=True, text=True, env=env, check=True
+        )
         runs.append(json.loads(out.stdout))
     best = min(runs, key=lambda r: r["open_s"] + r["first_frames_s"])
     best["open_plus_first_frames_s"] = best["open_s"] + best["first_frames_s"]
@@ -177,31 +183,45 @@ def loader_epochs(args) -> dict:
     out = Path(tempfile.gettempdir()) / "audiokit-bench-reader-mfcc"
     if not (out / "_audiokit").exists():
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        subprocess.run([sys.executable, "-m", "audiokit", "extract", str(corpus), "-o", str(out), "-x", "mfcc", "--quiet"], check=True, env=env)
-    ds = audiokit.open(str(out))
+        subprocess.run(
+            [sys.executable, "-m", "audiokit", "extract", str(corpus), "-o", str(out), "-x", "mfcc", "--quiet"],
+            check=True,
+            env=env,
+        )
     torch.set_num_threads(1)
-    result = {"corpus_files": len(paths), "mfcc_rows": ds.tables["mfcc"].rows}
+    result = {"corpus_files": len(paths), "mfcc_rows": audiokit.open(str(out)).tables["mfcc"].rows}
     settings = {
         "per_file_batch8": ({}, {"batch_size": 8}),
-        "windows128_hop64_batch64_shuffled": ({"window_frames": 128, "hop_frames": 64}, {"batch_size": 64, "shuffle": True}),
+        "windows128_hop64_batch64_shuffled": (
+            {"window_frames": 128, "hop_frames": 64},
+            {"batch_size": 64, "shuffle": True},
+        ),
     }
     for name, (data_options, loader_options) in settings.items():
-        data = ds.torch("mfcc", **data_options)
         for workers in (0, 2):
-            best = None
+            best = [None, None]
             for _ in range(args.rounds):
-                loader = torch.utils.data.DataLoader(data, num_workers=workers, collate_fn=data.collate, **loader_options)
-                frames = 0
-                start = time.perf_counter()
-                for batch in loader:
-                    frames += int(batch["lengths"].sum())
-                seconds = time.perf_counter() - start
-                best = seconds if best is None else min(best, seconds)
+                # A fresh reader each round: epoch 1 reads every file (warm OS page cache), epoch 2
+                # is served from the cache each process keeps (persistent workers).
+                data = audiokit.open(str(out)).torch("mfcc", **data_options)
+                loader = torch.utils.data.DataLoader(
+                    data, num_workers=workers, collate_fn=data.collate, persistent_workers=workers > 0, **loader_options
+                )
+                for epoch in (0, 1):
+                    frames = 0
+                    start = time.perf_counter()
+                    for batch in loader:
+                        frames += int(batch["lengths"].sum())
+                    seconds = time.perf_counter() - start
+                    best[epoch] = seconds if best[epoch] is None else min(best[epoch], seconds)
+                del loader
             result[f"{name}_workers{workers}"] = {
                 "items": len(data),
                 "frames": frames,
-                "epoch_s": round(best, 3),
-                "frames_per_s": round(frames / best),
+                "epoch1_s": round(best[0], 3),
+                "epoch1_frames_per_s": round(frames / best[0]),
+                "epoch2_s": round(best[1], 3),
+                "epoch2_frames_per_s": round(frames / best[1]),
             }
     return result
 

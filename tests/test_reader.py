@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -130,11 +131,16 @@ def test_only_row_groups_holding_the_file_are_read_and_rows_across_groups_join(t
         return real(self, i, *args, **kwargs)
 
     monkeypatch.setattr(reader.pq.ParquetFile, "read_row_group", counting)
-    ds = audiokit.open(str(tmp_path))
     for relpath, x in frames.items():
         read_groups.clear()
-        np.testing.assert_array_equal(ds.frames("mfcc", relpath), x)
+        np.testing.assert_array_equal(audiokit.open(str(tmp_path)).frames("mfcc", relpath), x)
         assert 1 <= len(read_groups) <= 1 + (x.shape[0] + 98) // 100  # the groups it spans, no more
+    # One reader going through every file decodes each row group once.
+    read_groups.clear()
+    ds = audiokit.open(str(tmp_path))
+    for relpath, x in frames.items():
+        np.testing.assert_array_equal(ds.frames("mfcc", relpath), x)
+    assert sorted(read_groups) == list(range(pq.ParquetFile(part).metadata.num_row_groups))
 
 
 def test_snapshot_never_sees_a_later_or_uncommitted_batch(dataset: Path, tmp_path: Path):
@@ -306,3 +312,40 @@ def test_the_reader_works_without_torch(dataset: Path):
     assert proc.returncode == 0, proc.stderr
     shape, error = proc.stdout.splitlines()
     assert shape.startswith("(") and error.startswith("ConfigError") and "audiokit[torch]" in error
+
+
+def test_the_readme_reading_snippets_run(tmp_path: Path):
+    """The README's "Reading the tables" code, run as written on the README's example dataset."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, run_cli
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Reading the tables", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 2 and "audiokit.open" in blocks[0] and "ds.torch" in blocks[0]
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_example.py"), "example"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    proc = run_cli("extract", "example", "-o", "example-out", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    namespace: dict = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    expected = table_by_hand(tmp_path / "example-out", "mfcc", "music/chord.wav")
+    np.testing.assert_array_equal(namespace["X"], np.stack(expected.column("mfcc").to_pylist()))
+    assert namespace["S"].shape == (expected.num_rows, 2)
+    assert namespace["rows"] == pads.dataset(tmp_path / "example-out" / "mfcc").count_rows()
+    batch = namespace["batch"]
+    assert tuple(batch["features"].shape) == (8, 64, 20) and batch["lengths"].tolist() == [64] * 8
+    assert set(batch["labels"]) <= set(namespace["files"].format)
+    assert namespace["spectral"].height == pads.dataset(tmp_path / "example-out" / "spectral").count_rows()
