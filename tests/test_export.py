@@ -219,3 +219,11 @@ def test_library_call_matches_the_cli(dataset: Path):
     summary = export(str(dataset), table="segments", format="rttm", stdout=stream)
     assert stream.getvalue() == run_cli("export", str(dataset), "-t", "segments", "-f", "rttm").stdout
     assert json.loads(json.dumps(summary.to_dict()))["files"] == 3
+
+
+@pytest.mark.parametrize("command", ["show", "report", "export"])
+def test_the_new_commands_have_help(command: str):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: ") and "OUT" in proc.stdout.splitlines()[0]
+    assert "dataset OUT" in proc.stdout  # the help text says what OUT is
