@@ -3,13 +3,13 @@
     import audiokit
     summary = audiokit.extract("recordings/", "features/")
 
-`extract` and `info` are those of `audiokit.api`, imported on first use so that
-`audiokit --help` starts fast.
+`extract` and `info` are those of `audiokit.api`, `open` (a read-only snapshot of a dataset)
+that of `audiokit.reader`, imported on first use so that `audiokit --help` starts fast.
 """
 
 __version__ = "0.1.0"
 
-_LAZY = {"extract": "audiokit.api", "info": "audiokit.api"}
+_LAZY = {"extract": "audiokit.api", "info": "audiokit.api", "open": "audiokit.reader"}
 
 
 def __getattr__(name: str):
@@ -26,4 +26,4 @@ def __dir__():
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["__version__", "extract", "info"]
+__all__ = ["__version__", "extract", "info", "open"]

@@ -264,6 +264,82 @@ def models_pull(name: str = typer.Argument(..., metavar="NAME", hidden=True)) ->
     typer.echo(str(path))
 
 
+@app.command(cls=_Command)
+def show(
+    out: Path = typer.Argument(..., metavar="OUT", hidden=True),
+    path: str = typer.Argument(..., metavar="PATH", hidden=True),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="PNG", help="Where to write (default: the file's name + .png, here)."),
+    channel: int | None = typer.Option(None, "--channel", metavar="N", help="Channel to draw (datasets made with audio.channels=each; default 0)."),
+) -> None:
+    """A picture of one file PATH (its path, relpath or file_id) of the dataset OUT: waveform
+    envelope, log-mel, segments, loudness or RMS, and its duration, format and status. Needs
+    matplotlib: pip install 'audiokit[plot]'."""
+    from audiokit.errors import ConfigError, OutputError
+    from audiokit.plots import show_file
+
+    try:
+        written = show_file(str(out), path, str(output) if output else None, channel=channel)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except OutputError as exc:
+        _fail(str(exc), 3)
+    typer.echo(written)
+
+
+@app.command(cls=_Command)
+def report(
+    out: Path = typer.Argument(..., metavar="OUT", hidden=True),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="HTML", help="Where to write (default: report.html, here)."),
+    figures: int = typer.Option(4, "--figures", metavar="N", help="Files to draw (ok files, spread over the relpaths)."),
+) -> None:
+    """One self-contained HTML page to audit the dataset OUT: counts by status and error kind,
+    the failures, distributions, tables, last runs, a few files drawn. Needs matplotlib."""
+    from audiokit.errors import ConfigError, OutputError
+    from audiokit.plots import write_report
+
+    try:
+        written = write_report(str(out), str(output) if output else None, figures=figures)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except OutputError as exc:
+        _fail(str(exc), 3)
+    typer.echo(written)
+
+
+EXPORT_EXAMPLES = """\b
+Examples:
+  audiokit export features/ --table segments --format rttm -o segments.rttm
+  audiokit export features/ --table mfcc --format npy -o mfcc-npy/ --where "status = 'ok' and duration_s > 10"
+"""
+
+
+@app.command(cls=_Command, epilog=EXPORT_EXAMPLES)
+def export(
+    out: Path = typer.Argument(..., metavar="OUT", hidden=True),
+    table: str = typer.Option(..., "--table", "-t", metavar="TABLE", help="segments, mfcc, logmel, spectral, embeddings …"),
+    format: str = typer.Option(..., "--format", "-f", metavar="FORMAT", help="segments: rttm, csv, audacity, textgrid; frame tables and embeddings: npy, csv."),
+    output: str | None = typer.Option(None, "-o", "--output", metavar="FILE|DIR", help="A file (rttm, csv; default stdout) or a directory (npy, audacity, textgrid)."),
+    where: str | None = typer.Option(None, "--where", metavar="CONDITION", help="Only files whose files row matches: COLUMN OP VALUE joined by 'and' (=, !=, <, <=, >, >=, glob, is null)."),
+    include: list[str] = typer.Option([], "--include", metavar="GLOB", help="Only files whose relpath or name matches (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary (on stderr when the export goes to stdout)."),
+) -> None:
+    """Write a table of the dataset OUT in a format other tools read: RTTM, CSV, Audacity labels,
+    Praat TextGrid, one .npy per file (with index.csv)."""
+    from audiokit.errors import ConfigError, OutputError
+    from audiokit.export import export as run_export
+
+    try:
+        summary = run_export(str(out), table=table, format=format, out=output, where=where, include=include)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    except OutputError as exc:
+        _fail(str(exc), 3)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict()), err=output is None)
+    elif output is not None:
+        typer.echo(f"audiokit: {summary.rows} rows of {summary.files} files → {summary.output}", err=True)
+
+
 def main() -> None:
     """The console script. Once the command has returned, everything it wrote is committed,
     fsynced and closed, so it leaves without tearing the interpreter down: module teardown only
