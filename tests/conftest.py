@@ -11,6 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from skip_guard import (  # noqa: F401 (the allowed skip reasons, and the guard's hooks)
+    NO_CHROMIUM,
+    NO_CUDA,
+    NO_SHARED_DATA,
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

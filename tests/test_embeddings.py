@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from conftest import REPO, run_cli, run_json, tone, write_audio
+from conftest import NO_SHARED_DATA, REPO, run_cli, run_json, tone, write_audio
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_RESEMBLYZER = importlib.util.find_spec("resemblyzer") is not None
@@ -117,7 +117,7 @@ def test_schema_and_two_runs_bit_identical(speech_dir: Path, tmp_path: Path):
 @needs_ge2e
 def test_speech_embeddings_separate_speakers_from_tones(speech_dir: Path, tmp_path: Path):
     if SPEECH is None:
-        pytest.skip("../shared/data absent")
+        pytest.skip(NO_SHARED_DATA)
     import shutil
 
     shutil.copy(SPEECH / "libri-1088-134315-0000.wav", speech_dir / "speech2.wav")

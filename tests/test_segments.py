@@ -22,7 +22,7 @@ from audiokit.models.segmenter import (
     FrameFeatureStream,
     base_features,
 )
-from tests.conftest import SHARED_DATA, run_json, write_audio
+from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
 
 SPEECH, MUSIC, NOISE, SILENCE = range(4)
 
@@ -341,7 +341,7 @@ def test_real_speech_and_music_are_recognised(tmp_path: Path):
     import soundfile as sf
 
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is absent")
+        pytest.skip(NO_SHARED_DATA)
     with open(SHARED_DATA / "devcorpus" / "manifest.csv", newline="") as f:
         manifest = list(csv.DictReader(f))
     # Dev-only groups (never trained on): a VoxConverse broadcast excerpt and a howler.js track.

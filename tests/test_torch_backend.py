@@ -1,7 +1,7 @@
 """The torch backend: same rows as numpy on CPU and CUDA, batches equal to single files, CLI.
 
 Every numeric test body runs once per device (`cuda` skips without a GPU). torchaudio is only
-a parity oracle here: those tests skip when it is not installed.
+a parity oracle here (marker `torchaudio`): those tests skip when it is not installed.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ torch = pytest.importorskip("torch")
 
 from audiokit.extractors import REGISTRY  # noqa: E402 (after a guarded import)
 from audiokit.extractors.batched import compute_batch  # noqa: E402 (after a guarded import)
-from tests.conftest import run_cli, run_json, tone, write_audio  # noqa: E402 (after a guarded import)
+from tests.conftest import NO_CUDA, run_cli, run_json, tone, write_audio  # noqa: E402 (after a guarded import)
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA)),
 ]
 TOLERANCE = 1e-4  # of each column's peak |value|, the contract for numpy vs torch
 
@@ -384,8 +384,8 @@ def test_cli_torch_backend_without_torch_is_a_clean_usage_error(tmp_path, corpus
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
 def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
+    # On a machine with a GPU, the run is shown none.
     proc = run_cli(
         "extract",
         str(corpus),
@@ -395,6 +395,7 @@ def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
         "torch",
         "--device",
         "cuda",
+        env={"CUDA_VISIBLE_DEVICES": ""},
     )
     assert proc.returncode == 2
     assert "CUDA" in proc.stderr and "Traceback" not in proc.stderr
@@ -402,6 +403,7 @@ def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
 
 # --- torchaudio as an oracle ----------------------------------------------------------------
 
+# Outside CI a missing torchaudio skips; CI runs these in their own environment (.ci/run).
 needs_torchaudio = pytest.mark.skipif(
     importlib.util.find_spec("torchaudio") is None,
     reason="torchaudio not installed (optional parity oracle)",
@@ -423,6 +425,7 @@ def _melkwargs(p) -> dict:
     }
 
 
+@pytest.mark.torchaudio
 @needs_torchaudio
 def test_logmel_matches_torchaudio(device):
     import torchaudio
@@ -439,6 +442,7 @@ def test_logmel_matches_torchaudio(device):
     assert_close_to_peak(theirs, ours, "logmel vs torchaudio")
 
 
+@pytest.mark.torchaudio
 @needs_torchaudio
 def test_mfcc_matches_torchaudio(device):
     import torchaudio
