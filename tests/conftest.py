@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,41 @@ def peak_tree_rss(proc) -> int:
     sampler = TreeRSS(proc.pid)
     proc.wait()
     return sampler.stop()
+
+
+# --- killing a run at an observable moment -----------------------------------------------
+
+
+def staged_files(out: Path) -> int:
+    """Files whose rows a worker has staged (written, not yet committed)."""
+    try:
+        return len({name.split(".")[0] for name in os.listdir(out / "_audiokit" / "staging")})
+    except FileNotFoundError:
+        return 0
+
+
+def parts(out: Path, table: str) -> int:
+    try:
+        return sum(name.startswith("part-") and name.endswith(".parquet") for name in os.listdir(out / table))
+    except FileNotFoundError:
+        return 0
+
+
+def runs_logged(out: Path) -> int:
+    try:
+        return len((out / "_audiokit" / "runs.jsonl").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def kill_on(proc: subprocess.Popen, event, timeout: float = 120) -> bool:
+    """SIGKILL `proc` the moment `event()` holds; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if event():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.001)
+    proc.wait(timeout=timeout)
+    return False

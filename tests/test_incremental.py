@@ -224,8 +224,23 @@ def test_a_merge_cut_short_by_a_crash_is_finished_by_the_next_run(tmp_path):
     assert not (out / "_audiokit" / COMPACT_JOURNAL).exists()
 
 
+def merge_state(out) -> tuple[str, str] | None:
+    """(table, "writing" | "renamed") while a merge's journal is there, else None."""
+    import json
+
+    from audiokit.store.dataset import COMPACT_JOURNAL
+
+    try:
+        journal = json.loads((out / "_audiokit" / COMPACT_JOURNAL).read_text())
+    except (FileNotFoundError, ValueError):  # none, or caught while being written
+        return None
+    renamed = (out / journal["table"] / journal["merged"]).exists()
+    return journal["table"], "renamed" if renamed else "writing"
+
+
 def test_killed_while_merging_loses_and_duplicates_nothing(tmp_path):
-    import random
+    """SIGKILL at chosen moments of the merge (journal written and the merged part still being
+    written; merged part renamed with the old parts still there), checked to have landed there."""
     import shutil
     import signal
 
@@ -233,16 +248,31 @@ def test_killed_while_merging_loses_and_duplicates_nothing(tmp_path):
 
     src, out = nightly_dataset(tmp_path, COMPACT_AT_PARTS)
     expected = row_sets(out)
-    rng = random.Random(7)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for attempt in range(5):  # start-up takes about 0.35 s here, merging the parts about 0.15 s
+    moments = [("files", "writing"), ("mfcc", "writing"), ("spectral", "writing"), ("files", "renamed"),
+               ("mfcc", "renamed"), ("spectral", "renamed")]
+    missed = 0
+    for attempt, moment in enumerate(moments):
         target = tmp_path / f"kill{attempt}"
         shutil.copytree(out, target)
         proc = subprocess.Popen([sys.executable, "-m", "audiokit", "extract", str(src), "-o", str(target),
                                  "-x", "mfcc,spectral", "--workers", "1", "--quiet"], env=env)
-        time.sleep(rng.uniform(0.25, 0.75))
-        proc.send_signal(signal.SIGKILL)
+        landed = False
+        while proc.poll() is None:
+            if merge_state(target) == moment:
+                proc.send_signal(signal.SIGKILL)
+                landed = True
+                break
+            time.sleep(0.0005)
         proc.wait()
+        if landed:
+            assert merge_state(target) is not None, (moment, "the merge finished before the kill")
+        elif moment[1] == "renamed":
+            missed += 1  # deleting the old parts takes milliseconds: a poll can miss it
+        else:
+            raise AssertionError(f"{moment}: the run ended without being seen there")
         code, summary, err = run_json("extract", str(src), "-o", str(target), "-x", "mfcc,spectral", "--workers", "1")
-        assert code == 0 and summary["processed"] == 0, (attempt, err)
-        assert row_sets(target) == expected, attempt
+        assert code == 0 and summary["processed"] == 0, (moment, err)
+        assert row_sets(target) == expected, moment
+        assert merge_state(target) is None
+    assert missed <= 1, f"{missed} of 3 kills after a merged part's rename came too late"

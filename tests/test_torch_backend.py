@@ -498,16 +498,15 @@ def test_pipeline_batches_across_files(tmp_path, corpus, monkeypatch):
 
 
 def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
-    """SIGKILL a torch run at random moments (decoding, computing, committing), resume: the
-    dataset ends with every frame exactly once, equal to a clean numpy run."""
+    """SIGKILL a torch run at chosen moments (files decoded and staged, none committed; in the
+    middle of a commit), each checked to have landed there; resume: every frame exactly once,
+    equal to a clean numpy run."""
     import os
     import random
-    import signal
     import subprocess
     import sys
-    import time
 
-    from tests.conftest import REPO
+    from tests.conftest import REPO, kill_on, parts, runs_logged, staged_files
 
     rng = random.Random(3)
     corpus = tmp_path / "corpus"
@@ -521,15 +520,20 @@ def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
     out = tmp_path / "out"
     args = ["extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--backend", "torch"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for _ in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "audiokit", *args, "--device", "cpu", "--quiet"], env=env
-        )
-        time.sleep(rng.uniform(1.0, 4.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    code, _, stderr = run_json(*args, "--device", "cpu")
-    assert code == 0, stderr
+    moments = {
+        "3 files staged": lambda: staged_files(out) >= 3,
+        "mid-commit": lambda: parts(out, "spectral") > parts(out, "files"),
+        "1 file staged": lambda: staged_files(out) >= 1,
+    }
+    for moment, event in moments.items():
+        runs_before = runs_logged(out)
+        proc = subprocess.Popen([sys.executable, "-m", "audiokit", *args, "--device", "cpu", "--quiet"], env=env)
+        assert kill_on(proc, event), f"{moment}: the run ended before it"
+        assert runs_logged(out) == runs_before, moment  # killed before the run's end
+    committed = ds_rows(out / "files")
+    assert committed < 10  # the last kill came before every file was committed
+    code, summary, stderr = run_json(*args, "--device", "cpu")
+    assert code == 0 and summary["skipped"] == committed, stderr
     for table in ("mfcc", "spectral"):
         expected, actual = read_table(clean, table), read_table(out, table)
         for column in ("file_id", "channel", "frame"):
@@ -545,7 +549,11 @@ def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
     assert files.num_rows == 10 and set(files["status"].to_pylist()) == {"ok"}
 
 
-def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path):
+def ds_rows(directory: Path) -> int:
+    return pads.dataset(str(directory)).count_rows() if directory.is_dir() else 0
+
+
+def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path, monkeypatch):
     """A file over `run.max_device_file_s` is not shipped whole to the device process; its
     worker computes it and the rows still equal the numpy backend's."""
     corpus = tmp_path / "corpus"
@@ -571,11 +579,30 @@ def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path)
             assert_close_to_peak(as_array(expected[column]), as_array(actual[column]), column)
     # The long file went through its worker's numpy path: bit-identical, unlike device rows.
     long_id = tables["numpy"]["files"].filter(pc.equal(tables["numpy"]["files"]["relpath"], "long.flac"))["file_id"][0]
-    short_id = tables["numpy"]["files"].filter(pc.equal(tables["numpy"]["files"]["relpath"], "short.wav"))["file_id"][0]
 
     def mfcc_of(backend, file_id):
         table = tables[backend]["mfcc"]
         return as_array(table.filter(pc.equal(table["file_id"], file_id))["mfcc"])
 
     assert np.array_equal(mfcc_of("numpy", long_id), mfcc_of("torch", long_id))
-    assert not np.array_equal(mfcc_of("numpy", short_id), mfcc_of("torch", short_id))  # device-computed
+    # Which path each file took, seen where it runs: the device batches get the short file only.
+    import audiokit
+    from audiokit.extractors import batched
+
+    device_signals: list[tuple[str, int]] = []
+    real = batched.compute_batch
+
+    def spy(extractor, signals, **kwargs):
+        device_signals.extend((extractor.name, signal.shape[-1]) for signal in signals)
+        return real(extractor, signals, **kwargs)
+
+    monkeypatch.setattr(batched, "compute_batch", spy)
+    summary = audiokit.extract(
+        [str(corpus)], str(tmp_path / "spied"), extractors=["mfcc", "spectral"], backend="torch",
+        device="cpu", workers=1, overrides=["run.max_device_file_s=2"],
+    )
+    assert summary.processed == 2 and summary.failed == 0
+    short_samples = int(0.5 * 22050)  # short.wav resampled to the extractors' 22.05 kHz
+    assert sorted(device_signals) == [("mfcc", short_samples), ("spectral", short_samples)]
+    spied = read_table(tmp_path / "spied", "mfcc")
+    assert spied["file_id"].to_pylist() == tables["torch"]["mfcc"]["file_id"].to_pylist()
