@@ -177,8 +177,8 @@ def identities(path: str, licence: str = "", notes: str = "", source: str = "") 
     speaker = re.search(r"speaker=([^;,\s]+)", notes)
     if corpus == "LJSpeech":
         keys.add("speaker:LJSpeech/LJ")  # one reader
-    elif speaker:
-        keys.add(f"speaker:{corpus or source}/{speaker.group(1)}")
+    elif speaker:  # speakers named within a corpus, else within the repository (owner/name)
+        keys.add(f"speaker:{corpus or '/'.join(source.split('/')[:2])}/{speaker.group(1)}")
     elif corpus == "LibriSpeech" and (match := LIBRISPEECH_ID.search(Path(path).name)):
         keys.add(f"speaker:LibriSpeech/{match.group(1)}")
     return keys
