@@ -265,14 +265,14 @@ def test_killed_while_merging_loses_and_duplicates_nothing(tmp_path):
                 break
             time.sleep(0.0005)
         proc.wait()
-        if landed:
-            assert merge_state(target) is not None, (moment, "the merge finished before the kill")
-        elif moment[1] == "renamed":
-            missed += 1  # deleting the old parts takes milliseconds: a poll can miss it
-        else:
-            raise AssertionError(f"{moment}: the run ended without being seen there")
+        if not landed:
+            assert moment[1] == "renamed", f"{moment}: the run ended without being seen there"
+        if not landed or merge_state(target) is None:
+            # Deleting the old parts takes milliseconds: a poll, or on a loaded machine the kill
+            # itself, can come after the merge. Counted below: most kills must land mid-merge.
+            missed += 1
         code, summary, err = run_json("extract", str(src), "-o", str(target), "-x", "mfcc,spectral", "--workers", "1")
         assert code == 0 and summary["processed"] == 0, (moment, err)
         assert row_sets(target) == expected, moment
         assert merge_state(target) is None
-    assert missed <= 1, f"{missed} of 3 kills after a merged part's rename came too late"
+    assert missed <= 2, f"{missed} of 6 kills came after the merge"

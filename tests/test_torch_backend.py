@@ -517,36 +517,49 @@ def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
     clean = tmp_path / "clean"
     code, _, stderr = run_json("extract", str(corpus), "-o", str(clean), "-x", "mfcc,spectral")
     assert code == 0, stderr
-    out = tmp_path / "out"
-    args = ["extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--backend", "torch"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    moments = {
-        "3 files staged": lambda: staged_files(out) >= 3,
-        "mid-commit": lambda: parts(out, "spectral") > parts(out, "files"),
-        "1 file staged": lambda: staged_files(out) >= 1,
-    }
-    for moment, event in moments.items():
+
+    def killed_run(out: Path, event) -> bool:
+        """Start a torch run on `out`, SIGKILL it when `event()` holds: True if that came before
+        the run's end."""
         runs_before = runs_logged(out)
-        proc = subprocess.Popen([sys.executable, "-m", "audiokit", *args, "--device", "cpu", "--quiet"], env=env)
-        assert kill_on(proc, event), f"{moment}: the run ended before it"
-        assert runs_logged(out) == runs_before, moment  # killed before the run's end
-    committed = ds_rows(out / "files")
-    assert committed < 10  # the last kill came before every file was committed
-    code, summary, stderr = run_json(*args, "--device", "cpu")
-    assert code == 0 and summary["skipped"] == committed, stderr
-    for table in ("mfcc", "spectral"):
-        expected, actual = read_table(clean, table), read_table(out, table)
-        for column in ("file_id", "channel", "frame"):
-            assert expected[column].to_pylist() == actual[column].to_pylist(), table
-        for column in expected.schema.names[4:]:
-            assert_close_to_peak(
-                as_array(expected[column]),
-                as_array(actual[column]),
-                column,
-                bin_hz=rolloff_bin(column),
-            )
-    files = read_table(out, "files")
-    assert files.num_rows == 10 and set(files["status"].to_pylist()) == {"ok"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "audiokit", "extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral",
+             "--backend", "torch", "--device", "cpu", "--quiet"], env=env,
+        )
+        return kill_on(proc, event) and runs_logged(out) == runs_before
+
+    # While files are decoded and staged (nothing committed yet), twice on one output…
+    staged = tmp_path / "staged"
+    assert killed_run(staged, lambda: staged_files(staged) >= 3), "3 files staged: the run ended first"
+    assert killed_run(staged, lambda: staged_files(staged) >= 1), "1 file staged: the run ended first"
+    # …and in the middle of a commit (feature parts renamed, the files part not yet), which is
+    # this run's last milliseconds: tried on fresh outputs until a kill lands there.
+    for attempt in range(3):
+        mid_commit = tmp_path / f"commit{attempt}"
+        if killed_run(mid_commit, lambda out=mid_commit: parts(out, "spectral") > parts(out, "files")):
+            break
+    else:
+        raise AssertionError("no kill landed between a commit's renames in 3 runs")
+    for out in (staged, mid_commit):
+        committed = ds_rows(out / "files")
+        assert committed < 10  # the kill came before every file was committed
+        code, summary, stderr = run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral",
+                                         "--backend", "torch", "--device", "cpu")
+        assert code == 0 and summary["skipped"] == committed, stderr
+        for table in ("mfcc", "spectral"):
+            expected, actual = read_table(clean, table), read_table(out, table)
+            for column in ("file_id", "channel", "frame"):
+                assert expected[column].to_pylist() == actual[column].to_pylist(), table
+            for column in expected.schema.names[4:]:
+                assert_close_to_peak(
+                    as_array(expected[column]),
+                    as_array(actual[column]),
+                    column,
+                    bin_hz=rolloff_bin(column),
+                )
+        files = read_table(out, "files")
+        assert files.num_rows == 10 and set(files["status"].to_pylist()) == {"ok"}
 
 
 def ds_rows(directory: Path) -> int:
