@@ -75,6 +75,10 @@ def build(overrides: list[str]):
 def speech_dir(tmp_path: Path) -> Path:
     root = tmp_path / "in"
     write_audio(root / "tone.wav", tone(44100, 2.5, channels=2), 44100)
+    # Always something voice-like besides the tone, with or without ../shared/data.
+    from scripts.make_embedding_reference import SAMPLE_RATE, reference_signal
+
+    write_audio(root / "voiced.wav", reference_signal()[:, None], SAMPLE_RATE)
     if SPEECH is not None:
         import shutil
 
