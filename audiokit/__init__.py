@@ -1,24 +1,29 @@
 """audiokit: directories of audio → Parquet feature tables.
 
     import audiokit
-    summary = audiokit.extract(["recordings/"], "features/")
+    summary = audiokit.extract("recordings/", "features/")
 
-Heavy modules are imported on first use, so `audiokit --help` starts fast.
+`extract` and `info` are those of `audiokit.api`, imported on first use so that
+`audiokit --help` starts fast.
 """
 
 __version__ = "0.1.0"
 
-
-def extract(*args, **kwargs):
-    from audiokit.api import extract as _extract
-
-    return _extract(*args, **kwargs)
+_LAZY = {"extract": "audiokit.api", "info": "audiokit.api"}
 
 
-def info(*args, **kwargs):
-    from audiokit.api import info as _info
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-    return _info(*args, **kwargs)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'audiokit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = ["__version__", "extract", "info"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import glob
 import os
 import signal
 import sys
@@ -37,10 +38,18 @@ class RunSummary:
     # they are not files, so they have no row, but a script must be able to see them.
     warnings: list[str] = field(default_factory=list)
     output: str = ""
-    stopped: str | None = None
+    stopped: str | None = None  # "fail-fast", or the signal that stopped the run
+    signal: int | None = None
+    error: str | None = None  # why the run could not proceed (exit 3)
 
     @property
     def exit_status(self) -> int:
+        """What `audiokit extract` returns: 128+N after signal N, 3 when the output failed,
+        1 when some file failed, else 0."""
+        if self.signal is not None:
+            return 128 + self.signal
+        if self.error is not None:
+            return 3
         return 1 if self.failed else 0
 
     def to_dict(self) -> dict:
@@ -57,6 +66,7 @@ class RunSummary:
             "errors": self.errors,
             "warnings": self.warnings,
             "stopped": self.stopped,
+            "error": self.error,
             "exit_status": self.exit_status,
         }
 
@@ -74,9 +84,10 @@ class Progress:
 
 
 def extract(
-    inputs: Iterable[str],
-    out: str,
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    out: str | os.PathLike,
     *,
+    files_from: Iterable[str] = (),
     config: Config | None = None,
     config_path: str | None = None,
     extractors: Iterable[str] | None = None,
@@ -94,9 +105,20 @@ def extract(
 ) -> RunSummary:
     """Extract the configured features of every audio file under `inputs` into dataset `out`.
 
-    Raises ConfigError (bad config; nothing written), OutputError (output locked or not
-    writable) and Interrupted (SIGINT/SIGTERM, after committing finished files). Per-file
-    problems never raise: they are rows with status `error`, counted in `failed`.
+    `inputs` is one path or a list of directories (walked recursively), files and globs; each
+    must exist (a glob may match nothing). `files_from` lists more files, which may have gone
+    since the list was made (a warning each). `config_path` is a TOML file or the name of a
+    shipped config (`default`, `speech`, `music`); `extractors` replaces its chain and
+    `overrides` are `SECTION.PARAM=VALUE` strings, as `--set`.
+
+    Raises ConfigError (bad arguments or config, a missing INPUT, an output directory that is
+    not a dataset; nothing written), OutputError (output locked or not writable) and
+    Interrupted (SIGINT/SIGTERM, after committing finished files); the last two carry the
+    run's `summary`. Per-file problems never raise: they are rows with status `error`,
+    counted in `failed`.
+
+        >>> summary = audiokit.extract("recordings/", "features/", extractors=["mfcc"])
+        >>> summary.exit_status, summary.tables
     """
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc)
@@ -104,9 +126,15 @@ def extract(
     if config is None:
         config = load_config(config_path, extractors=extractors, overrides=overrides)
     backend, device = _resolve_backend(backend, device)
-    inputs = list(inputs)
-    if not inputs:
+    inputs = [os.fspath(inputs)] if isinstance(inputs, (str, os.PathLike)) else [os.fspath(i) for i in inputs]
+    listed = [os.fspath(i) for i in files_from]
+    out = os.fspath(out)
+    if not inputs and not listed:
         raise ConfigError("no INPUT given: name directories, files or globs (or use --files-from)")
+    for item in inputs:
+        if not os.path.lexists(item) and not glob.has_magic(item):
+            raise ConfigError(f"INPUT not found: {item}")
+    check_output(out)
 
     warnings: list[str] = []
 
@@ -114,12 +142,21 @@ def extract(
         warnings.append(message)
         progress.warn(message)
 
-    files = discover(inputs, extensions=config.input.extensions, include=include, exclude=exclude, on_warning=on_warning)
+    discover_options = {"include": include, "exclude": exclude, "on_warning": on_warning}
+    files = discover(inputs + listed, extensions=config.input.extensions, **discover_options)
+    if not files:
+        on_warning("no audio files found in the INPUTs (in directories, audio is recognised by [input] extensions)")
     if prune and (not files or any(m.startswith(("cannot read", "no file matches")) for m in warnings)):
         # An unmounted disk or a typo must not empty a dataset built over months.
         raise ConfigError("--prune refused: an INPUT is missing or no audio was found, so every row would go")
-    summary = RunSummary(files_seen=len(files), output=os.path.abspath(out), warnings=warnings[:20])
-    dataset = Dataset(out, version=__version__).open()
+    summary = RunSummary(files_seen=len(files), output=os.path.abspath(out), warnings=warnings)
+    try:
+        dataset = Dataset(out, version=__version__).open()
+    except OutputError as exc:
+        summary.error = str(exc)
+        exc.summary = summary
+        raise
+    _warn_moved_roots(files, dataset.files, on_warning)
     try:
         from audiokit.pipeline import OUTPUT_FAILURE, FileProcessor, plan
 
@@ -199,10 +236,13 @@ def extract(
                 finally:
                     progress.close()
         summary.wall_s = time.monotonic() - started
+        summary.warnings = warnings[:20]
         if output_failures:
-            raise OutputError(f"{output_failures[0]}; every file committed before is intact")
+            summary.error = f"{output_failures[0]}; every file committed before is intact"
+            raise OutputError(summary.error, summary=summary)
         if stop_signal:
             summary.stopped = signal.Signals(stop_signal[0]).name
+            summary.signal = stop_signal[0]
         dataset.write_manifest(
             {
                 "schema_version": SCHEMA_VERSION,
@@ -223,10 +263,50 @@ def extract(
             }
         )
         if stop_signal:
-            raise Interrupted(stop_signal[0])
+            raise Interrupted(stop_signal[0], summary=summary)
         return summary
+    except OutputError as exc:
+        if exc.summary is None:
+            summary.error = str(exc)
+            exc.summary = summary
+        raise
     finally:
         dataset.close()
+
+
+def check_output(out: str) -> None:
+    """OUT must be a new path, an empty directory or an audiokit dataset: audiokit never writes
+    among someone else's files (a stray `files/keep.csv` would also break readers)."""
+    from audiokit.store.schema import META_DIR
+
+    if not os.path.lexists(out):
+        return
+    if not os.path.isdir(out):
+        raise ConfigError(f"output {out} exists and is not a directory")
+    try:
+        entries = os.listdir(out)
+    except OSError as exc:
+        raise ConfigError(f"cannot read output directory {out}: {exc.strerror or exc}") from None
+    if entries and META_DIR not in entries:
+        raise ConfigError(
+            f"output {out} is neither empty nor an audiokit dataset (no {META_DIR}/ inside); "
+            "choose a new or empty directory"
+        )
+
+
+def _warn_moved_roots(files: list[AudioFile], state: dict[str, dict], warn: Callable[[str], None]) -> None:
+    """A file already in the dataset under another relpath (found from another INPUT root, as
+    `extract in` then `extract in/speech`) gets a second file_id: ids follow relative paths."""
+    by_path = {row["path"]: row for row in state.values()}
+    overlaps = [(f, by_path[f.display_path]) for f in files if f.display_path in by_path and by_path[f.display_path]["file_id"] != f.file_id]
+    if overlaps:
+        f, row = overlaps[0]
+        more = f" (and {len(overlaps) - 1} more)" if len(overlaps) > 1 else ""
+        warn(
+            f"{f.display_path} is already in the dataset as {row['relpath']!r} and is now found as "
+            f"{f.display_relpath!r}{more}: file ids follow the path relative to the INPUT, so it gets a "
+            "second id and second rows; run from the same INPUT root as before to avoid it"
+        )
 
 
 def _resolve_backend(backend: str, device: str) -> tuple[str, str]:
@@ -271,8 +351,31 @@ def _stop_on_signals(handler: Callable[[int], None]):
             signal.signal(sig, old)
 
 
+def _dataset_root(out: str) -> str:
+    from audiokit.store.schema import META_DIR
+
+    root = os.path.abspath(out)
+    if not os.path.isdir(os.path.join(root, META_DIR)):
+        raise ConfigError(f"{out} is not an audiokit dataset (no {META_DIR}/ inside)")
+    return root
+
+
+def _table_parts(root: str) -> dict[str, list[str]]:
+    from audiokit.store.schema import META_DIR
+
+    out = {}
+    for name in sorted(os.listdir(root)):
+        directory = os.path.join(root, name)
+        if name != META_DIR and os.path.isdir(directory):
+            out[name] = sorted(os.path.join(directory, p) for p in os.listdir(directory) if p.endswith(".parquet"))
+    return out
+
+
 def info(out: str) -> dict:
-    """What a dataset holds: files ok/failed, hours, tables with row counts, config, last runs."""
+    """What a dataset holds: files ok/failed, hours, tables with row counts, config, last runs.
+
+    Reads the `files` table's status, error kind and duration columns and, for every other
+    table, only the Parquet footers."""
     import json
 
     import pyarrow.parquet as pq
@@ -280,17 +383,16 @@ def info(out: str) -> dict:
     from audiokit.store.dataset import read_files_table
     from audiokit.store.schema import META_DIR
 
-    root = os.path.abspath(out)
-    if not os.path.isdir(os.path.join(root, META_DIR)):
-        raise ConfigError(f"{out} is not an audiokit dataset (no {META_DIR}/ inside)")
-    files = read_files_table(root).to_pylist()
-    ok = [f for f in files if f["status"] == "ok"]
+    root = _dataset_root(out)
+    files = read_files_table(root, columns=["status", "error_kind", "duration_s"]).to_pydict()
+    ok = [status == "ok" for status in files["status"]]
+    errors: dict[str, int] = {}
+    for good, kind in zip(ok, files["error_kind"]):
+        if not good:
+            errors[kind] = errors.get(kind, 0) + 1
+    hours = sum(d or 0.0 for good, d in zip(ok, files["duration_s"]) if good) / 3600.0
     tables = {}
-    for name in sorted(os.listdir(root)):
-        directory = os.path.join(root, name)
-        if name == META_DIR or not os.path.isdir(directory):
-            continue
-        parts = [os.path.join(directory, p) for p in os.listdir(directory) if p.endswith(".parquet")]
+    for name, parts in _table_parts(root).items():
         tables[name] = {
             "parts": len(parts),
             "rows": sum(pq.ParquetFile(p).metadata.num_rows for p in parts),
@@ -303,17 +405,13 @@ def info(out: str) -> dict:
     if os.path.exists(runs_path):
         with open(runs_path) as f:
             runs = [json.loads(line) for line in f if line.strip()][-5:]
-    errors: dict[str, int] = {}
-    for f in files:
-        if f["status"] != "ok":
-            errors[f["error_kind"]] = errors.get(f["error_kind"], 0) + 1
     return {
         "output": root,
-        "files": len(files),
-        "ok": len(ok),
-        "failed": len(files) - len(ok),
+        "files": len(ok),
+        "ok": sum(ok),
+        "failed": len(ok) - sum(ok),
         "errors_by_kind": errors,
-        "hours": round(sum(f["duration_s"] or 0.0 for f in ok) / 3600.0, 4),
+        "hours": round(hours, 4),
         "tables": tables,
         "config": manifest.get("config"),
         "config_hash": manifest.get("config_hash"),
@@ -324,3 +422,75 @@ def info(out: str) -> dict:
             for r in runs
         ],
     }
+
+
+def failures(out: str) -> list[dict]:
+    """Every file that failed: `path`, `relpath`, `error_kind`, `error`, sorted by path."""
+    from audiokit.store.dataset import read_files_table
+
+    columns = ["path", "relpath", "status", "error_kind", "error"]
+    files = read_files_table(_dataset_root(out), columns=columns).to_pydict()
+    failed = [
+        {"path": p, "relpath": r, "error_kind": k, "error": e}
+        for p, r, status, k, e in zip(*(files[c] for c in columns))
+        if status != "ok"
+    ]
+    return sorted(failed, key=lambda f: f["path"])
+
+
+def file_info(out: str, path: str) -> dict:
+    """One file's `files` row and how many rows each table holds for it. `path` is the file's
+    path (as given to extract, or absolute), its relpath or its file_id."""
+    import pyarrow.parquet as pq
+
+    from audiokit.discover import printable
+    from audiokit.store.dataset import read_files_table
+    from audiokit.store.schema import FILES_TABLE, part_file_ids
+
+    root = _dataset_root(out)
+    files = read_files_table(root)
+    keys = files.select(["path", "relpath", "file_id"]).to_pydict()
+    absolute = printable(os.path.abspath(path))
+    found = [
+        i
+        for i, (p, r, f) in enumerate(zip(keys["path"], keys["relpath"], keys["file_id"]))
+        if path in (p, r, f) or p == absolute
+    ]
+    if not found:
+        raise ConfigError(f"{path} is not in the dataset {out} (give its path, relpath or file_id)")
+    if len(found) > 1:
+        listed = ", ".join(keys["path"][i] for i in found[:5])
+        raise ConfigError(f"{path} matches {len(found)} files ({listed}); give the path or file_id")
+    one = files.slice(found[0], 1)
+    # pyarrow converts tz-aware timestamps through pandas (0.2 s to import): do it by hand.
+    ms = one.column("processed_at").cast("int64")[0].as_py()
+    row = one.drop_columns(["processed_at"]).to_pylist()[0]
+    row["processed_at"] = None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat()
+    counts = {}
+    for name, parts in _table_parts(root).items():
+        if name == FILES_TABLE:
+            continue
+        counts[name] = 0
+        for part in parts:
+            ids = part_file_ids(pq.read_schema(part).metadata)
+            if ids is None or row["file_id"] in ids:
+                counts[name] += _rows_of(part, row["file_id"])
+    return {"file": row, "tables": counts}
+
+
+def _rows_of(part: str, file_id: str) -> int:
+    """Rows of `file_id` in a part, from its file_id column read as a dictionary."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    column = pq.ParquetFile(part, read_dictionary=["file_id"]).read(columns=["file_id"]).column(0)
+    rows = 0
+    for chunk in column.chunks:
+        names = chunk.dictionary.to_pylist()
+        if file_id in names:
+            # From the index buffer: Arrow's own numpy conversion imports pandas (0.2 s).
+            indices = chunk.indices
+            width = indices.type.bit_width // 8
+            values = np.frombuffer(indices.buffers()[1], dtype=f"<i{width}", count=indices.offset + len(indices))
+            rows += int(np.count_nonzero(values[indices.offset :] == names.index(file_id)))
+    return rows

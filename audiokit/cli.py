@@ -13,13 +13,55 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperArgument, TyperCommand
+
+EXIT_STATUS_HELP = """Exit status: 0 every file ok; 1 finished, some file failed (each failure is a row in
+`files`); 2 usage or config error, nothing written; 3 output locked by another run or not
+writable; 130/143 stopped by SIGINT/SIGTERM after committing the files already finished."""
+
+EXTRACT_EXAMPLES = """\b
+Examples:
+  audiokit extract recordings/ -o features/
+  audiokit extract /dumps -o /features -c speech --set mfcc.n_mfcc=40 --json --quiet"""
+
+
+class _Command(TyperCommand):
+    """Usage lines as man pages write them (`OUT [PATH]`, `[INPUT]...`): arguments are named in
+    the usage line and described in the command's help text, not listed with a type column."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or param.name.upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+def _version(value: bool) -> None:
+    if value:
+        from audiokit import __version__
+
+        typer.echo(f"audiokit {__version__}")
+        raise typer.Exit(0)
+
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
-    help="Turn directories of audio into Parquet feature tables (MFCC, log-mel, spectral).",
+    help="Turn directories of audio into Parquet feature tables (MFCC, log-mel, spectral, segments, embeddings).",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: real metavars, and the same text on a terminal and in a log
 )
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Turn directories of audio into Parquet feature tables (MFCC, log-mel, spectral, segments, embeddings)."""
 
 
 def _fail(message: str, code: int) -> None:
@@ -27,19 +69,22 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command, epilog=EXIT_STATUS_HELP + "\n\n" + EXTRACT_EXAMPLES)
 def extract(
-    inputs: list[str] = typer.Argument(None, help="Directories (walked recursively), files or globs."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output dataset directory."),
-    config: Path | None = typer.Option(None, "-c", "--config", help="TOML config (default: configs/default.toml)."),
-    extractors: str | None = typer.Option(None, "-x", "--extractors", help="Comma-separated extractors to run, e.g. mfcc,spectral."),
-    set_: list[str] = typer.Option([], "--set", help="Override a parameter: SECTION.PARAM=VALUE (repeatable)."),
-    files_from: str | None = typer.Option(None, "--files-from", help="Read paths, one per line, from FILE ('-' = stdin)."),
-    include: list[str] = typer.Option([], "--include", help="Only files whose relative path or name matches this glob."),
-    exclude: list[str] = typer.Option([], "--exclude", help="Skip files whose relative path or name matches this glob."),
-    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: number of cores)."),
-    backend: str = typer.Option("numpy", "--backend", help="numpy or torch."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (torch backend)."),
+    inputs: list[str] = typer.Argument(None, metavar="INPUT", hidden=True),
+    out: Path = typer.Option(..., "-o", "--out", metavar="OUT", help="Output dataset directory (new, empty, or an audiokit dataset)."),
+    config: str | None = typer.Option(
+        None, "-c", "--config", metavar="CONFIG",
+        help="A TOML config file, or the name of a shipped one: default, speech, music (default: default).",
+    ),
+    extractors: str | None = typer.Option(None, "-x", "--extractors", metavar="NAME,...", help="Extractors to run instead of the config's chain, e.g. mfcc,spectral."),
+    set_: list[str] = typer.Option([], "--set", metavar="SECTION.PARAM=VALUE", help="Override a parameter (repeatable); `audiokit extractors` lists them."),
+    files_from: str | None = typer.Option(None, "--files-from", metavar="FILE", help="Read more paths, one per line, from FILE ('-' = stdin)."),
+    include: list[str] = typer.Option([], "--include", metavar="GLOB", help="Only files whose relative path or name matches (repeatable)."),
+    exclude: list[str] = typer.Option([], "--exclude", metavar="GLOB", help="Skip files whose relative path or name matches (repeatable)."),
+    workers: int | None = typer.Option(None, "--workers", metavar="N", help="Worker processes (default: number of cores)."),
+    backend: str = typer.Option("numpy", "--backend", metavar="numpy|torch", help="Compute backend."),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda", help="Device of the torch backend."),
     force: bool = typer.Option(False, "--force", help="Recompute every file, even unchanged ones."),
     prune: bool = typer.Option(False, "--prune", help="Drop rows of files no longer in the input."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that fails."),
@@ -48,32 +93,34 @@ def extract(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no per-file messages."),
     progress: bool = typer.Option(False, "--progress", help="Show the progress bar even when stderr is not a terminal."),
 ) -> None:
-    """Extract features from INPUT... into the dataset OUT (incremental: unchanged files are skipped)."""
+    """Extract features from each INPUT (directories, walked recursively, files or globs) into
+    the dataset OUT. Incremental: unchanged files are skipped, changed files redone."""
     from audiokit.api import extract as run_extract
     from audiokit.discover import read_path_list
     from audiokit.errors import ConfigError, Interrupted, OutputError
     from audiokit.progress import QuietProgress, TerminalProgress
 
-    inputs = list(inputs or [])
+    listed: list[str] = []
     if files_from is not None:
         try:
             if files_from == "-":
-                inputs += read_path_list(sys.stdin)
+                listed = read_path_list(sys.stdin)
             else:
                 with open(files_from, encoding="utf-8", errors="surrogateescape") as f:
-                    inputs += read_path_list(f)
+                    listed = read_path_list(f)
         except OSError as exc:
             _fail(f"cannot read --files-from {files_from}: {exc.strerror or exc}", 2)
     if workers is not None and workers < 1:
         _fail("--workers must be at least 1", 2)
-    chosen = [x.strip() for x in extractors.split(",") if x.strip()] if extractors else None
+    chosen = [x.strip() for x in extractors.split(",") if x.strip()] if extractors is not None else None
     show_bar = not quiet and (progress or sys.stderr.isatty())
     reporter = TerminalProgress() if show_bar else QuietProgress(show_errors=not quiet)
     try:
         summary = run_extract(
-            inputs,
+            list(inputs or []),
             str(out),
-            config_path=str(config) if config else None,
+            files_from=listed,
+            config_path=config,
             extractors=chosen,
             overrides=set_,
             include=include,
@@ -89,10 +136,10 @@ def extract(
         )
     except ConfigError as exc:
         _fail(str(exc), 2)
-    except OutputError as exc:
-        _fail(str(exc), 3)
-    except Interrupted as exc:
-        _fail(str(exc), exc.exit_code)
+    except (OutputError, Interrupted) as exc:
+        if as_json and exc.summary is not None:
+            typer.echo(json.dumps(exc.summary.to_dict()))
+        _fail(str(exc), 3 if isinstance(exc, OutputError) else exc.exit_code)
     if as_json:
         typer.echo(json.dumps(summary.to_dict()))
     elif not quiet:
@@ -104,22 +151,43 @@ def extract(
     raise typer.Exit(summary.exit_status)
 
 
-@app.command()
+@app.command(cls=_Command)
 def info(
-    out: Path = typer.Argument(..., help="A dataset written by `audiokit extract`."),
+    out: Path = typer.Argument(..., metavar="OUT", hidden=True),
+    path: str | None = typer.Argument(None, metavar="PATH", hidden=True),
+    failed: bool = typer.Option(False, "--failed", help="List the files that failed: path, error kind, error."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """What a dataset holds: files ok/failed, hours of audio, tables and rows, config, last runs."""
-    from audiokit.api import info as dataset_info
+    """What the dataset OUT holds: files ok/failed, hours of audio, tables and rows, config,
+    last runs. With PATH (a file's path, relpath or file_id): that file's row and its rows per
+    table."""
+    from audiokit import api
     from audiokit.errors import ConfigError
 
     try:
-        data = dataset_info(str(out))
+        if path is not None:
+            data = api.file_info(str(out), path)
+        elif failed:
+            data = api.failures(str(out))
+        else:
+            data = api.info(str(out))
     except ConfigError as exc:
         _fail(str(exc), 2)
     if as_json:
         typer.echo(json.dumps(data, default=str))
-        return
+    elif path is not None:
+        for key, value in data["file"].items():
+            typer.echo(f"  {key:<13} {value}")
+        for name, rows in data["tables"].items():
+            typer.echo(f"  {name:<13} {rows:,} rows")
+    elif failed:
+        for f in data:
+            typer.echo(f"{f['path']}\t{f['error_kind']}\t{f['error']}")
+    else:
+        _print_info(data)
+
+
+def _print_info(data: dict) -> None:
     typer.echo(f"{data['output']}")
     typer.echo(f"  files: {data['files']} ({data['ok']} ok, {data['failed']} failed)  audio: {data['hours']:.3f} h")
     for kind, count in sorted(data["errors_by_kind"].items()):
@@ -128,6 +196,8 @@ def info(
         typer.echo(f"  {name:<12} {t['rows']:>12,} rows  {t['parts']:>4} parts  {t['bytes'] / 1e6:>9.1f} MB")
     if data["config"]:
         typer.echo(f"  chain: {', '.join(data['config']['chain'])}  (config {data['config_hash']})")
+    if data["failed"]:
+        typer.echo(f"  failures: audiokit info {data['output']} --failed")
     for run in data["last_runs"]:
         typer.echo(
             f"  run {run['started']}: {run['processed']} processed, {run['skipped']} skipped, "
@@ -170,10 +240,10 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         typer.echo(f"         {m['description']}")
 
 
-@models_app.command("pull")
-def models_pull(name: str = typer.Argument(..., help="A model from `audiokit models list`.")) -> None:
-    """Download a model's official checkpoint (pinned sha256, resumable) into the model dir
-    ($AUDIOKIT_MODEL_DIR, default ~/.cache/audiokit/models)."""
+@models_app.command("pull", cls=_Command)
+def models_pull(name: str = typer.Argument(..., metavar="NAME", hidden=True)) -> None:
+    """Download the official checkpoint of model NAME (from `audiokit models list`; pinned
+    sha256, resumable) into the model dir ($AUDIOKIT_MODEL_DIR, default ~/.cache/audiokit/models)."""
     from audiokit.models import DownloadError, ModelError, pull
 
     def on_progress(done: int, total: int | None) -> None:

@@ -101,10 +101,29 @@ def _check_bounds(value: Any, f: dataclasses.Field, hint: Any, where: str) -> No
         raise ConfigError(f"{where}={value!r} is out of range; allowed: {allowed(f, hint)}")
 
 
-def default_config_path() -> Path:
+def shipped_configs() -> dict[str, Path]:
+    """The configs that ship with the package, by name (`default`, `speech`, `music`)."""
     from importlib import resources
 
-    return Path(str(resources.files("audiokit.configs").joinpath("default.toml")))
+    directory = resources.files("audiokit.configs")
+    return {Path(e.name).stem: Path(str(e)) for e in directory.iterdir() if e.name.endswith(".toml")}
+
+
+def default_config_path() -> Path:
+    return shipped_configs()["default"]
+
+
+def resolve_config_path(path: str | Path | None) -> Path:
+    """`-c`: a TOML file, or the name of a shipped config when no such file exists."""
+    if path is None:
+        return default_config_path()
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        shipped = shipped_configs()
+        if str(path) in shipped:
+            return shipped[str(path)]
+        raise ConfigError(f"config not found: {path} is neither a file nor a shipped config ({', '.join(sorted(shipped))})")
+    return path
 
 
 @dataclass(frozen=True)
@@ -191,7 +210,7 @@ def load_config(
     """Read `path` (default: configs/default.toml), pick `extractors`, apply `--set` overrides."""
     from audiokit.extractors import REGISTRY
 
-    path = Path(path) if path is not None else default_config_path()
+    path = resolve_config_path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -199,6 +218,7 @@ def load_config(
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
 
+    overrides = list(overrides)
     for override in overrides:
         section, name, value = parse_override(override)
         raw.setdefault(section, {})
@@ -208,12 +228,12 @@ def load_config(
 
     chain = raw.pop("chain", ["mfcc"])
     if extractors is not None:
-        chain = list(extractors)
+        chain = extractors.split(",") if isinstance(extractors, str) else list(extractors)
     if isinstance(chain, str):
         chain = [chain]
     chain = [c.strip() for c in chain if c.strip()]
     if not chain:
-        raise ConfigError("no extractors chosen")
+        raise ConfigError(f"no extractor chosen; choose from: {', '.join(sorted(REGISTRY))}")
     valid = sorted(REGISTRY)
     for name in chain:
         if name not in REGISTRY:
@@ -221,6 +241,12 @@ def load_config(
     if len(set(chain)) != len(chain):
         raise ConfigError(f"extractor listed twice in {chain}")
 
+    for override in overrides:
+        section = parse_override(override)[0]
+        if section in REGISTRY and section not in chain:
+            raise ConfigError(
+                f"--set {override}: {section} is not in this run's chain ({', '.join(chain)}); add it with -x"
+            )
     for section in raw:
         if section not in REGISTRY and section not in _SECTIONS:
             raise ConfigError(

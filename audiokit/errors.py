@@ -12,7 +12,13 @@ class ConfigError(AudiokitError):
 
 
 class OutputError(AudiokitError):
-    """The run cannot proceed on this output: locked, unwritable, disk full (exit 3)."""
+    """The run cannot proceed on this output: locked, unwritable, disk full (exit 3).
+
+    `summary` is the run's RunSummary when a run had started (for `--json`)."""
+
+    def __init__(self, message: str, *, summary=None):
+        super().__init__(message)
+        self.summary = summary
 
 
 class FileError(AudiokitError):
@@ -41,9 +47,10 @@ class ExtractorError(FileError):
 class Interrupted(AudiokitError):
     """SIGINT/SIGTERM: the run stopped after committing what was finished."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, *, summary=None):
         import signal
 
         super().__init__(f"stopped by {signal.Signals(signum).name}; finished files were committed")
         self.signum = signum
         self.exit_code = 128 + signum
+        self.summary = summary

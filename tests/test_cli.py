@@ -119,14 +119,25 @@ def test_fail_fast_stops_at_the_first_failure(corpus, tmp_path):
     assert code == 1 and summary["stopped"] == "fail-fast" and summary["failed"] == 1
 
 
-def test_missing_inputs_are_warnings_in_the_json_summary(corpus, tmp_path):
+def test_a_missing_input_is_a_usage_error_and_writes_nothing(corpus, tmp_path):
+    gone, out = tmp_path / "unmounted", tmp_path / "out"
+    proc = run_cli("extract", str(corpus / "a"), str(gone), "-o", str(out), "--json")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"audiokit: error: INPUT not found: {gone}\n"
+    assert not out.exists()
+
+
+def test_globs_matching_nothing_and_vanished_listed_files_are_warnings(corpus, tmp_path):
     # Not files, so no rows: a script reading the summary still has to see them.
-    gone, glob = tmp_path / "unmounted", str(tmp_path / "nothing-*.wav")
-    code, summary, stderr = run_json("extract", str(corpus / "a"), str(gone), glob, "-o", str(tmp_path / "out"), "-x", "mfcc")
+    glob, gone = str(tmp_path / "nothing-*.wav"), tmp_path / "deleted.wav"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{gone}\n")
+    out = str(tmp_path / "out")
+    code, summary, stderr = run_json("extract", str(corpus / "a"), glob, "--files-from", str(listing), "-o", out, "-x", "mfcc")
     assert code == 0 and summary["processed"] == 2
-    assert summary["warnings"] == [f"cannot read {gone}: No such file or directory", f"no file matches {glob!r}"]
-    assert f"audiokit: warning: cannot read {gone}" in stderr
-    code, summary, _ = run_json("extract", str(corpus / "a"), "-o", str(tmp_path / "out"), "-x", "mfcc")
+    assert summary["warnings"] == [f"no file matches {glob!r}", f"cannot read {gone}: No such file or directory"]
+    assert f"audiokit: warning: no file matches {glob!r}" in stderr
+    code, summary, _ = run_json("extract", str(corpus / "a"), "-o", out, "-x", "mfcc")
     assert summary["warnings"] == [] and summary["skipped"] == 2
 
 
@@ -221,10 +232,13 @@ def test_python_api_matches_the_cli(corpus, tmp_path):
     assert audiokit.info(str(tmp_path / "out"))["ok"] == 4
 
 
-def test_empty_input_directory(tmp_path):
+def test_an_input_without_audio_is_a_warning_not_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    code, summary, _ = run_json("extract", str(tmp_path / "empty"), "-o", str(tmp_path / "out"))
+    (tmp_path / "empty" / "notes.txt").write_text("no audio here")
+    code, summary, stderr = run_json("extract", str(tmp_path / "empty"), "-o", str(tmp_path / "out"))
     assert code == 0 and summary["files_seen"] == 0
+    assert summary["warnings"] == ["no audio files found in the INPUTs (in directories, audio is recognised by [input] extensions)"]
+    assert "audiokit: warning: no audio files found" in stderr
 
 
 def test_unwritable_output_exits_3(corpus, tmp_path):

@@ -136,6 +136,9 @@ def test_prune_refuses_when_an_input_is_missing(corpus, tmp_path):
     out = tmp_path / "out"
     run_json("extract", str(corpus), "-o", str(out))
     proc = run_cli("extract", str(tmp_path / "unmounted"), "-o", str(out), "--prune")
+    assert proc.returncode == 2 and "INPUT not found" in proc.stderr
+    (tmp_path / "mountpoint").mkdir()  # an unmounted disk leaves an empty mount point
+    proc = run_cli("extract", str(tmp_path / "mountpoint"), "-o", str(out), "--prune")
     assert proc.returncode == 2 and "--prune refused" in proc.stderr
     assert len(rows(out, "files")) == 4
 

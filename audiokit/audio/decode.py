@@ -39,6 +39,21 @@ _INTEGER_READS = {
 }
 
 
+# On a damaged MPEG stream, libsndfile's samples depend on where each read ends (mpg123 leaves
+# a failed granule's output to whatever the read buffer held), so MP3 is always read in the
+# same granule-aligned steps and re-cut into blocks: every block size gives the same samples.
+_MPEG_READ_FRAMES = 1152 * 128
+
+
+def _rechunk(pieces: Iterator[np.ndarray], block_frames: int, channels: int) -> Iterator[np.ndarray]:
+    """`(n, channels)` pieces of any length → blocks of exactly `block_frames` (the last shorter)."""
+    assembler = _BlockAssembler(block_frames, channels)
+    for piece in pieces:
+        yield from assembler.add([piece[:, c] for c in range(channels)])
+    if assembler.filled:
+        yield assembler.rest()
+
+
 class _SoundfileReader:
     def __init__(self, path: str):
         import soundfile as sf
@@ -53,9 +68,15 @@ class _SoundfileReader:
         )
 
     def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        if self._file.subtype.startswith("MPEG_LAYER"):
+            yield from _rechunk(self._reads(_MPEG_READ_FRAMES), block_frames, self.info.channels)
+        else:
+            yield from self._reads(block_frames)
+
+    def _reads(self, read_frames: int) -> Iterator[np.ndarray]:
         dtype, scale = _INTEGER_READS.get(self._file.subtype, ("float32", None))
         while True:
-            data = self._file.read(block_frames, dtype=dtype, always_2d=True)
+            data = self._file.read(read_frames, dtype=dtype, always_2d=True)
             if data.shape[0] == 0:
                 return
             if scale is not None:
@@ -113,9 +134,9 @@ class _PyAVReader:
                 ):
                     resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=rate)
                 for converted in (frame,) if resampler is None else resampler.resample(frame):
-                    yield from assembler.add(converted)
+                    yield from assembler.add(_planes(converted))
         for converted in resampler.resample(None) if resampler is not None else ():
-            yield from assembler.add(converted)
+            yield from assembler.add(_planes(converted))
         if assembler.filled:
             yield assembler.rest()
         elif assembler.total == 0 and bad_packets:
@@ -125,18 +146,22 @@ class _PyAVReader:
         self._container.close()
 
 
+def _planes(frame) -> list[np.ndarray]:
+    """A planar float32 FFmpeg frame as one array per channel, without copying."""
+    return [np.frombuffer(plane, dtype=np.float32, count=frame.samples) for plane in frame.planes]
+
+
 class _BlockAssembler:
-    """Copies planar float32 frames (FFmpeg's ~1024 samples each) straight into
-    `(block_frames, channels)` blocks: one copy per sample, little work per frame."""
+    """Copies per-channel pieces (FFmpeg's planar frames of ~1024 samples, or the columns of a
+    read) straight into `(block_frames, channels)` blocks: one copy per sample."""
 
     def __init__(self, block_frames: int, channels: int):
         self.block = np.empty((block_frames, channels), dtype=np.float32)
         self.filled = 0
         self.total = 0
 
-    def add(self, frame) -> Iterator[np.ndarray]:
-        n = frame.samples
-        planes = [np.frombuffer(plane, dtype=np.float32, count=n) for plane in frame.planes]
+    def add(self, planes: list[np.ndarray]) -> Iterator[np.ndarray]:
+        n = planes[0].shape[0]
         start = 0
         while start < n:
             take = min(n - start, self.block.shape[0] - self.filled)

@@ -241,7 +241,12 @@ class Dataset:
                         sources[r.file_id] = r.staged[table]
                     elif table in r.clear_tables:
                         sources[r.file_id] = None
-                self._replace(table, sources, schema=schemas[table], config=(config, config_hash))
+                if table in schemas:
+                    self._replace(table, sources, schema=schemas[table], config=(config, config_hash))
+                else:
+                    # A table outside this run's chain only loses the rows of changed files:
+                    # its parts keep their own schema and the config that wrote them.
+                    self._replace(table, sources, schema=None, config=None)
             rows = table_from_rows([r.row for r in results], FILES_SCHEMA)
             files_sources = {r.file_id: rows.slice(i, 1) for i, r in enumerate(results)}
             self._replace(FILES_TABLE, files_sources, schema=FILES_SCHEMA, config=(config, config_hash))
@@ -391,9 +396,11 @@ def _unlink_quiet(path: str) -> None:
         pass
 
 
-def read_files_table(root: str) -> pa.Table:
+def read_files_table(root: str, columns: list[str] | None = None) -> pa.Table:
+    """The committed `files` table (or only `columns` of it)."""
     directory = os.path.join(root, FILES_TABLE)
     parts = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".parquet")) if os.path.isdir(directory) else []
     if not parts:
-        return FILES_SCHEMA.empty_table()
-    return pa.concat_tables([pq.ParquetFile(p).read() for p in parts])
+        empty = FILES_SCHEMA.empty_table()
+        return empty.select(columns) if columns else empty
+    return pa.concat_tables([pq.ParquetFile(p).read(columns=columns) for p in parts])
