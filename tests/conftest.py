@@ -130,6 +130,12 @@ def parts(out: Path, table: str) -> int:
         return 0
 
 
+def committed_parts(out: Path, table: str) -> list[str]:
+    """The table's committed parts (`part-*.parquet`), as a `*.parquet` glob finds them: a part
+    being written when a run dies is `part-*.parquet.<id>.tmp` until the next run deletes it."""
+    return sorted(str(p) for p in (out / table).glob("part-*.parquet"))
+
+
 def runs_logged(out: Path) -> int:
     try:
         return len((out / "_audiokit" / "runs.jsonl").read_text().splitlines())

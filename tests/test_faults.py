@@ -12,9 +12,21 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from conftest import REPO, kill_on, parts, peak_tree_rss, run_json, runs_logged, staged_files, tone, write_audio
+from conftest import (
+    REPO,
+    committed_parts,
+    kill_on,
+    parts,
+    peak_tree_rss,
+    run_json,
+    runs_logged,
+    staged_files,
+    tone,
+    write_audio,
+)
 from plugins.faulty import MARK
 
 PLUGIN_ENV = {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "AUDIOKIT_PLUGINS": "plugins.faulty"}
@@ -91,14 +103,16 @@ def test_sigkill_at_chosen_moments_then_resume_equals_a_clean_run(tmp_path):
                 continue
             assert landed, (attempt, "the run ended before the event it was to be killed on")
             assert in_time, (attempt, "killed after the run had ended")
-            if (out / "files").is_dir():
-                # What is there after a kill is a readable dataset with whole files only.
-                files = ds.dataset(str(out / "files"), format="parquet").to_table()
+            if committed_parts(out, "files"):
+                # What is there after a kill is a readable dataset with whole files only (read
+                # as a `*.parquet` glob reads it; see test_a_directory_reader_after_a_kill…).
+                files = ds.dataset(committed_parts(out, "files"), format="parquet").to_table()
                 assert len(files["file_id"].unique()) == len(files)
                 for name in ("mfcc", "spectral"):
-                    if (out / name).is_dir():
-                        ds.dataset(str(out / name), format="parquet").to_table()
-        committed_before = ds.dataset(str(out / "files")).count_rows() if (out / "files").is_dir() else 0
+                    if committed_parts(out, name):
+                        ds.dataset(committed_parts(out, name), format="parquet").to_table()
+        committed = committed_parts(out, "files")
+        committed_before = ds.dataset(committed).count_rows() if committed else 0
         code, summary, stderr = run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2")
         assert code == 0, stderr
         assert summary["skipped"] == committed_before  # nothing committed is recomputed
@@ -108,6 +122,28 @@ def test_sigkill_at_chosen_moments_then_resume_equals_a_clean_run(tmp_path):
         assert table_rows(out, "files", drop=("processed_at", "path")) == expected_files
         assert not list(out.rglob("*.tmp"))
     assert commit_kills_missed <= 2, f"{commit_kills_missed} of 6 kills at a commit came too late"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pa.ArrowInvalid,
+    reason="known defect, reported with issue #19: a part being written is named part-*.parquet.<id>.tmp "
+    "in its table's directory, and pyarrow.dataset / pandas.read_parquet of the directory read it "
+    "until the next run deletes it (a leading '.' or '_' in the name would hide it from them)",
+)
+def test_a_directory_reader_after_a_kill_mid_commit_reads_whole_files(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    for attempt in range(5):
+        out = tmp_path / f"out{attempt}"
+        proc = start_cli("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2", "--quiet")
+        if kill_on(proc, lambda out=out: (out / "files").is_dir() and any(
+            name.endswith(".tmp") for name in os.listdir(out / "files")
+        )):
+            break
+    else:
+        raise AssertionError("no kill landed while the files part was being written")
+    files = ds.dataset(str(out / "files"), format="parquet").to_table()  # what pandas reads
+    assert len(files["file_id"].unique()) == len(files)
 
 
 def test_a_crashing_worker_costs_only_its_file(corpus, tmp_path):
