@@ -10,15 +10,21 @@ Throughput: a corpus of mixed formats (WAV/FLAC/MP3/OGG, 8–48 kHz, mono and st
 generated here) is processed, alternating A/B for `--rounds` rounds, by
   audiokit   `audiokit extract CORPUS -o OUT -x mfcc --workers N`
   librosa    a multiprocessing.Pool(N) around librosa.load(sr=22050, mono=True) →
-             librosa.feature.mfcc → one Parquet file per worker
+             librosa.feature.mfcc → one Parquet file
   floor      the same pool doing only decode + downmix + resample to 22050 Hz (soxr HQ),
-             with audiokit's decoder, downmix and resampler, in processes set up like
-             audiokit's workers (freed memory kept for reuse)
+             with audiokit's decoder, downmix and resampler
+Every pipeline gets the same start: a fresh process (`bench.py --pipeline NAME`, as the audiokit
+command is one) that imports what its workers need and warms it (librosa: one mfcc call, so
+numba's code is loaded) before it forks them; workers with one BLAS thread and freed memory
+kept for reuse (audiokit's `mallopt`); files handed out longest first (by size, as audiokit's
+queue); numba's on-disk cache and the page cache warmed by an untimed round of each.
 It checks that audiokit's MFCC equals librosa's and prints real-time factors (per format: one
 core, audiokit's worker path and the floor, no start-up), the speedup over librosa, audiokit's
-time over the decode floor, and the peak RSS of each run's whole process tree (from /proc).
+time over the decode floor, the CPU seconds of each run's process tree (user + system, from
+`os.wait4`, workers included) and its peak RSS (from /proc).
 
-`--one-core` runs the same three pipelines file by file in this process on one thread, without
+`--one-core` runs the same three pipelines file by file in this process on one thread (CPU time
+of this process, `time.process_time`), without
 interpreter start-up, worker processes or the writer's commits (audiokit: what one worker does
 per file, staged parts included; all three with freed memory kept for reuse, as in audiokit's
 workers): the cost per core, which is what decides throughput on corpora much larger than the
@@ -122,37 +128,43 @@ def _floor_one(path: str) -> float:
 
 
 def _pool_init():
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
-
-
-def run_librosa_pipeline(paths: list[str], out: str, workers: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    os.makedirs(out, exist_ok=True)
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
-        rows = []
-        for path, mfcc in pool.imap_unordered(_librosa_one, paths):
-            rows.append(pa.table({"path": [path] * len(mfcc), "frame": np.arange(len(mfcc)), "mfcc": pa.FixedSizeListArray.from_arrays(pa.array(mfcc.reshape(-1)), 20)}))
-        pq.write_table(pa.concat_tables(rows), os.path.join(out, "mfcc.parquet"))
-
-
-def _floor_pool_init():
     from audiokit.engines.local import reuse_freed_memory
 
-    _pool_init()
-    reuse_freed_memory()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    reuse_freed_memory()  # the malloc setting audiokit's workers run with
 
 
-def run_floor(paths: list[str], workers: int) -> float:
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_floor_pool_init) as pool:
-        return sum(pool.imap_unordered(_floor_one, paths))
+def longest_first(paths: list[str]) -> list[str]:
+    """The order audiokit's queue hands files out in."""
+    return sorted(paths, key=os.path.getsize, reverse=True)
+
+
+def run_pipeline(name: str, paths: list[str], out: str, workers: int) -> None:
+    """One hand-written pipeline in this (fresh) process: imports and warm-up, then the pool."""
+    if name == "librosa":
+        import librosa
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        librosa.feature.mfcc(y=np.zeros(4096, np.float32), sr=22050)  # numba code loaded before the fork
+        work = _librosa_one
+    else:
+        import audiokit.audio  # noqa: F401 (decoder, soxr: imported once, before the fork)
+
+        work = _floor_one
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_pool_init) as pool:
+        results = list(pool.imap_unordered(work, longest_first(paths)))
+    if name == "librosa":
+        os.makedirs(out, exist_ok=True)
+        rows = [
+            pa.table({"path": [path] * len(mfcc), "frame": np.arange(len(mfcc)),
+                      "mfcc": pa.FixedSizeListArray.from_arrays(pa.array(mfcc.reshape(-1)), 20)})
+            for path, mfcc in results
+        ]
+        pq.write_table(pa.concat_tables(rows), os.path.join(out, "mfcc.parquet"))
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -202,24 +214,24 @@ class TreeRSS:
         return self.peak
 
 
-def timed_subprocess(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    rss = TreeRSS(proc.pid)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    return wall, rss.stop(), subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+def timed_subprocess(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProcess, float]:
+    """(wall s, peak tree RSS, the process, CPU s of it and every descendant it waited for)."""
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True)
+        rss = TreeRSS(proc.pid)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        done = subprocess.CompletedProcess(cmd, proc.returncode, stdout.read(), stderr.read())
+    return wall, rss.stop(), done, usage.ru_utime + usage.ru_stime
 
 
-def timed_python(fn, *args) -> tuple[float, int]:
-    """Run fn in a forked child so its process tree (the pool) is measured on its own."""
-    ctx = multiprocessing.get_context("fork")
-    start = time.perf_counter()
-    child = ctx.Process(target=fn, args=args)
-    child.start()
-    rss = TreeRSS(child.pid)
-    child.join()
-    return time.perf_counter() - start, rss.stop()
+def pipeline_cmd(name: str, paths_file: str, out: str, workers: int) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), "--pipeline", name, "--paths-file", paths_file,
+            "--out", out, "--workers", str(workers)]
 
 
 def audiokit_cmd(inputs: list[str], out: str, workers: int, extra=()) -> list[str]:
@@ -247,38 +259,49 @@ def throughput(args) -> dict:
     paths = [str(p) for p in build_corpus(corpus)]
     audio_s = sum(sf.info(p).duration for p in paths)
     print(f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {sum(os.path.getsize(p) for p in paths) / 1e6:.0f} MB", flush=True)
-    results = {"audiokit": [], "librosa": [], "floor": []}
+    results: dict[str, list[tuple[float, int, float]]] = {"audiokit": [], "librosa": [], "floor": []}
     with tempfile.TemporaryDirectory() as tmp:
+        paths_file = os.path.join(tmp, "paths.txt")
+        Path(paths_file).write_text("\n".join(paths))
+
+        def command(name: str, out: str) -> list[str]:
+            if name == "audiokit":
+                return audiokit_cmd([str(corpus)], out, args.workers)
+            return pipeline_cmd(name, paths_file, out, args.workers)
+
+        for name in results:  # untimed: numba's cache, the page cache, .pyc files
+            proc = timed_subprocess(command(name, os.path.join(tmp, f"warm-{name}")))[2]
+            assert proc.returncode == 0, proc.stderr
         for r in range(args.rounds):
             order = ["audiokit", "librosa", "floor"] if r % 2 == 0 else ["floor", "librosa", "audiokit"]
             for name in order:
-                out = os.path.join(tmp, f"{name}{r}")
-                if name == "audiokit":
-                    wall, rss, proc = timed_subprocess(audiokit_cmd([str(corpus)], out, args.workers))
-                    assert proc.returncode == 0, proc.stderr
-                elif name == "librosa":
-                    wall, rss = timed_python(run_librosa_pipeline, paths, out, args.workers)
-                else:
-                    wall, rss = timed_python(run_floor, paths, args.workers)
-                results[name].append((wall, rss))
-                print(f"  round {r} {name:<8} {wall:7.2f} s  {audio_s / wall:7.1f}× real time  peak RSS {rss / 1e6:6.0f} MB", flush=True)
+                wall, rss, proc, cpu = timed_subprocess(command(name, os.path.join(tmp, f"{name}{r}")))
+                assert proc.returncode == 0, proc.stderr
+                results[name].append((wall, rss, cpu))
+                print(f"  round {r} {name:<8} {wall:7.2f} s  {audio_s / wall:7.1f}× real time  CPU {cpu:6.2f} s"
+                      f"  peak RSS {rss / 1e6:6.0f} MB", flush=True)
         worst = check_equal(os.path.join(tmp, "audiokit0"), os.path.join(tmp, "librosa0"))
         # Incremental: the same command over the same output again (nothing changed).
-        rerun_wall, _, proc = timed_subprocess(audiokit_cmd([str(corpus)], os.path.join(tmp, "audiokit0"), args.workers))
+        rerun_wall, _, proc, _ = timed_subprocess(audiokit_cmd([str(corpus)], os.path.join(tmp, "audiokit0"), args.workers))
         rerun = json.loads(proc.stdout)
         assert rerun["processed"] == 0, rerun
     per_format = per_core_by_format(args)
-    best = {name: min(w for w, _ in runs) for name, runs in results.items()}
+    best = {name: min(w for w, _, _ in runs) for name, runs in results.items()}
+    best_cpu = {name: min(c for _, _, c in runs) for name, runs in results.items()}
     summary = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "workers": args.workers,
         "audio_min": round(audio_s / 60, 1),
         "best_wall_s": {k: round(v, 2) for k, v in best.items()},
         "realtime": {k: round(audio_s / v, 1) for k, v in best.items()},
+        "best_cpu_s": {k: round(v, 2) for k, v in best_cpu.items()},
+        "realtime_per_cpu_s": {k: round(audio_s / v, 1) for k, v in best_cpu.items()},
         "realtime_per_core_by_format": per_format,
         "speedup_over_librosa": round(best["librosa"] / best["audiokit"], 2),
+        "cpu_speedup_over_librosa": round(best_cpu["librosa"] / best_cpu["audiokit"], 2),
         "audiokit_over_floor": round(best["audiokit"] / best["floor"], 2),
-        "peak_rss_mb": {k: round(max(r for _, r in v) / 1e6) for k, v in results.items()},
+        "audiokit_over_floor_cpu": round(best_cpu["audiokit"] / best_cpu["floor"], 2),
+        "peak_rss_mb": {k: round(max(r for _, r, _ in v) / 1e6) for k, v in results.items()},
         "mfcc_max_rel_diff_vs_librosa": worst,
         "rerun_unchanged_s": round(rerun_wall, 2),
         "rerun_over_first_run": round(rerun_wall / results["audiokit"][0][0], 3),
@@ -319,7 +342,7 @@ def memory(args) -> dict:
         for hours in (1, 10):
             path = os.path.join(args.long_dir, f"long_{hours}h.flac")
             write_long_flac(path, hours)
-            wall, rss, proc = timed_subprocess(audiokit_cmd([path], os.path.join(tmp, f"o{hours}"), 1, ("-x", "mfcc,spectral")))
+            wall, rss, proc, _ = timed_subprocess(audiokit_cmd([path], os.path.join(tmp, f"o{hours}"), 1, ("-x", "mfcc,spectral")))
             assert proc.returncode == 0, proc.stderr
             out[f"{hours}h"] = {"peak_rss_mb": round(rss / 1e6), "wall_s": round(wall, 1), "realtime": round(hours * 3600 / wall, 1)}
             print(f"  {hours} h: peak RSS {rss / 1e6:.0f} MB, {wall:.1f} s", flush=True)
@@ -390,15 +413,15 @@ def one_core(args) -> dict:
              "librosa": lambda: _librosa_one(paths[0]), "floor": lambda: _floor_one(paths[0])}[name]()
         for r in range(args.rounds):
             for name in (["audiokit", "librosa", "floor"] if r % 2 == 0 else ["floor", "librosa", "audiokit"]):
-                start = time.perf_counter()
+                start = time.process_time()  # CPU seconds of this process: one thread works
                 if name == "audiokit":
                     for f in files:
                         assert processor.process(Task(f, ("mfcc",))).row["status"] == "ok"
                 else:
                     for path in paths:
                         (_librosa_one if name == "librosa" else _floor_one)(path)
-                times[name].append(time.perf_counter() - start)
-                print(f"  round {r} {name:<8} {times[name][-1]:7.2f} s  {audio_s / times[name][-1]:7.1f}× real time", flush=True)
+                times[name].append(time.process_time() - start)
+                print(f"  round {r} {name:<8} {times[name][-1]:7.2f} CPU s  {audio_s / times[name][-1]:7.1f}× real time", flush=True)
     best = {name: min(t) for name, t in times.items()}
     return {
         "cpu_s": {k: round(v, 2) for k, v in best.items()},
@@ -459,7 +482,13 @@ def main() -> None:
     parser.add_argument("--long-dir", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-long"))
     parser.add_argument("--one-core", action="store_true", help="per-core cost of the three pipelines, in process")
     parser.add_argument("--profile", action="store_true", help="where a worker's time goes, by stage (cProfile)")
+    parser.add_argument("--pipeline", choices=["librosa", "floor"], help=argparse.SUPPRESS)  # one timed run
+    parser.add_argument("--paths-file", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pipeline:
+        run_pipeline(args.pipeline, Path(args.paths_file).read_text().split("\n"), args.out, args.workers)
+        return
     if args.memory:
         result = {"memory": memory(args)}
     elif args.one_core:

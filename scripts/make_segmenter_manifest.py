@@ -7,6 +7,9 @@ Rows (`path,label,group,license`) come from
 - optionally, music of unpacked Debian game-music packages (`--debian DIR`, the folder where
   `dpkg-deb -x` put them; their licences are in each package's copyright file),
 and never from a group that `../shared/eval/make_dev_mixes.py` keeps for dev (`DEV_GROUPS`).
+Groups are repositories, and one speaker can reach two repositories (LJSpeech's single reader is
+in the dev group TTS and was in lhotse's test files): the script refuses to write a manifest that
+shares a source file or a speaker with the dev mixes' recordings (`overlap`).
 
 usage: python scripts/make_segmenter_manifest.py OUT.csv [--data ../shared/data] [--debian DIR]
 """
@@ -18,6 +21,7 @@ import csv
 import glob
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -44,7 +48,7 @@ TRAIN_FOLDERS = [
     ("speechbrain/tests/samples/noise/noise3.wav", "noise", "speechbrain", "Apache-2.0"),
     ("lhotse/2412-153948-0000.flac", "speech", "lhotse", "CC-BY-4.0 (LibriSpeech)"),
     ("lhotse/libri-1088-134315-0000.wav", "speech", "lhotse", "CC-BY-4.0 (LibriSpeech)"),
-    ("lhotse/LJ002-0020.wav", "speech", "lhotse", "Public domain (LJSpeech)"),
+    # not lhotse/LJ002-0020.wav: LJSpeech's one speaker reads the dev group TTS
     ("lhotse/common_voice_en_651325.mp3", "speech", "lhotse", "CC0-1.0 (Common Voice)"),
     ("lhotse/ES2011a.Headset-0-40s-46s.wav", "speech", "lhotse", "CC-BY-4.0 (AMI)"),
     ("pyAudioAnalysis/data/count.wav", "speech", "pyAudioAnalysis", "Apache-2.0"),
@@ -147,13 +151,63 @@ HYPERROGUE_SOUNDS = "hyperrogue-music/usr/share/hyperrogue/sounds/{}.ogg"
 HYPERROGUE_SOUNDS_LICENSE = "CC-BY-SA-4.0 or CC-BY-3.0 per file (Debian copyright)"
 
 
-def dev_groups(data: Path) -> set[str]:
-    """The groups the dev mixes use, read from the shared script so the two never drift."""
+def _dev_mixes_module(data: Path):
     path = data.parent / "eval" / "make_dev_mixes.py"
     spec = importlib.util.spec_from_file_location("make_dev_mixes", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return set(module.DEV_GROUPS)
+    return module
+
+
+def dev_groups(data: Path) -> set[str]:
+    """The groups the dev mixes use, read from the shared script so the two never drift."""
+    return set(_dev_mixes_module(data).DEV_GROUPS)
+
+
+# Corpora whose speakers turn up in several repositories, named in a row's licence or notes.
+CORPORA = ("LJSpeech", "LibriSpeech", "VCTK", "AISHELL", "VoxConverse", "Common Voice", "AMI")
+LIBRISPEECH_ID = re.compile(r"(?:^|[^0-9])(\d{2,5})-(\d{2,6})-(\d{4})(?:[^0-9]|$)")
+
+
+def identities(path: str, licence: str = "", notes: str = "", source: str = "") -> set[str]:
+    """What a recording shares with any other copy of it or its speaker: its source file and,
+    where known, (corpus, speaker)."""
+    keys = {f"source:{source or Path(path).name}"}
+    corpus = next((c for c in CORPORA if c.lower() in f"{licence} {notes} {path}".lower()), None)
+    speaker = re.search(r"speaker=([^;,\s]+)", notes)
+    if corpus == "LJSpeech":
+        keys.add("speaker:LJSpeech/LJ")  # one reader
+    elif speaker:  # speakers named within a corpus, else within the repository (owner/name)
+        keys.add(f"speaker:{corpus or '/'.join(source.split('/')[:2])}/{speaker.group(1)}")
+    elif corpus == "LibriSpeech" and (match := LIBRISPEECH_ID.search(Path(path).name)):
+        keys.add(f"speaker:LibriSpeech/{match.group(1)}")
+    return keys
+
+
+def dev_identities(data: Path) -> dict[str, str]:
+    """identity -> a dev recording that has it (every recording of the dev groups)."""
+    module = _dev_mixes_module(data)
+    by_file = {}
+    with open(data / "devcorpus" / "manifest.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            by_file[os.path.join("devcorpus", r["file"])] = r
+    found = {}
+    for rel, _label, _group, _use in module.recordings("dev"):
+        r = by_file.get(rel, {})
+        source = f"{r['source_repo']}/{r['source_path']}" if r else rel
+        for key in identities(rel, r.get("license", ""), r.get("notes", ""), source):
+            found.setdefault(key, rel)
+    return found
+
+
+def overlap(rows: list[dict], dev: dict[str, str]) -> list[str]:
+    """Training rows that share a source or a speaker with a dev recording, described."""
+    return [
+        f"{row['path']} and dev {dev[key]} ({key})"
+        for row in rows
+        for key in sorted(row["identities"])
+        if key in dev
+    ]
 
 
 def manifest_rows(data: Path, debian: Path | None) -> list[dict]:
@@ -169,20 +223,27 @@ def manifest_rows(data: Path, debian: Path | None) -> list[dict]:
                     "label": LABELS[r["label"]],
                     "group": r["group"],
                     "license": r["license"],
+                    "identities": identities(
+                        r["file"], r["license"], r["notes"], f"{r['source_repo']}/{r['source_path']}"
+                    ),
                 }
             )
     for rel, label, group, licence in TRAIN_FOLDERS:
         if group not in excluded and (data / rel).exists():
             rows.append(
-                {"path": str(data / rel), "label": label, "group": group, "license": licence}
+                {"path": str(data / rel), "label": label, "group": group, "license": licence,
+                 "identities": identities(rel, licence, source=rel)}
             )
     for pattern, label, group, licence in TRAIN_GLOBS:
         for path in sorted(glob.glob(str(data / pattern))):
-            rows.append({"path": path, "label": label, "group": group, "license": licence})
+            rel = os.path.relpath(path, data)
+            rows.append({"path": path, "label": label, "group": group, "license": licence,
+                         "identities": identities(rel, licence, source=rel)})
     if debian is not None:
         for pattern, group, licence in DEBIAN_MUSIC:
             for path in sorted(glob.glob(str(debian / pattern), recursive=True)):
-                rows.append({"path": path, "label": "music", "group": group, "license": licence})
+                rows.append({"path": path, "label": "music", "group": group, "license": licence,
+                             "identities": identities(path, licence)})
         for name in HYPERROGUE_NOISE:
             path = debian / HYPERROGUE_SOUNDS.format(name)
             if path.exists():
@@ -192,6 +253,7 @@ def manifest_rows(data: Path, debian: Path | None) -> list[dict]:
                         "label": "noise",
                         "group": "hyperrogue-sounds",
                         "license": HYPERROGUE_SOUNDS_LICENSE,
+                        "identities": identities(str(path)),
                     }
                 )
     return rows
@@ -206,9 +268,15 @@ def main() -> int:
     )
     args = ap.parse_args()
     rows = manifest_rows(args.data.resolve(), args.debian)
+    shared = overlap(rows, dev_identities(args.data.resolve()))
+    if shared:
+        print("refusing: training and dev recordings share a source or a speaker:", file=sys.stderr)
+        for line in shared:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "group", "license"])
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "group", "license"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     by_label: dict[str, int] = {}

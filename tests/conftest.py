@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from skip_guard import (  # noqa: F401 (the allowed skip reasons, and the guard's hooks)
+    NO_CHROMIUM,
+    NO_CUDA,
+    NO_SHARED_DATA,
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -99,3 +110,47 @@ def peak_tree_rss(proc) -> int:
     sampler = TreeRSS(proc.pid)
     proc.wait()
     return sampler.stop()
+
+
+# --- killing a run at an observable moment -----------------------------------------------
+
+
+def staged_files(out: Path) -> int:
+    """Files whose rows a worker has staged (written, not yet committed)."""
+    try:
+        return len({name.split(".")[0] for name in os.listdir(out / "_audiokit" / "staging")})
+    except FileNotFoundError:
+        return 0
+
+
+def parts(out: Path, table: str) -> int:
+    try:
+        return sum(name.startswith("part-") and name.endswith(".parquet") for name in os.listdir(out / table))
+    except FileNotFoundError:
+        return 0
+
+
+def committed_parts(out: Path, table: str) -> list[str]:
+    """The table's committed parts (`part-*.parquet`), as a `*.parquet` glob finds them: a part
+    being written when a run dies is `part-*.parquet.<id>.tmp` until the next run deletes it."""
+    return sorted(str(p) for p in (out / table).glob("part-*.parquet"))
+
+
+def runs_logged(out: Path) -> int:
+    try:
+        return len((out / "_audiokit" / "runs.jsonl").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def kill_on(proc: subprocess.Popen, event, timeout: float = 120) -> bool:
+    """SIGKILL `proc` the moment `event()` holds; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if event():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.001)
+    proc.wait(timeout=timeout)
+    return False

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-
-import pytest
+from pathlib import Path
 
 from audiokit.discover import discover, make_file_id
 
@@ -85,18 +84,41 @@ def test_non_utf8_and_odd_names(tmp_path):
     assert any("\\xe9" in f.display_relpath for f in found)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable directories")
 def test_unreadable_directory_is_skipped(tmp_path):
-    touch(tmp_path / "ok" / "a.wav")
-    locked = tmp_path / "locked"
-    touch(locked / "b.wav")
-    locked.chmod(0)
+    """Root reads any directory, so as root the walk runs as `nobody` in a forked child."""
+    import json
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="audiokit-unreadable-"))  # outside pytest's 0700 tmp tree
     try:
-        warnings = []
-        found = discover([str(tmp_path)], extensions=EXTS, on_warning=warnings.append)
-        assert [f.relpath for f in found] == ["ok/a.wav"] and warnings
+        base.chmod(0o755)
+        touch(base / "ok" / "a.wav")
+        locked = base / "locked"
+        touch(locked / "b.wav")
+        locked.chmod(0)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop root, walk, report, exit without pytest's teardown
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                warnings = []
+                found = discover([str(base)], extensions=EXTS, on_warning=warnings.append)
+                os.write(write_end, json.dumps([[f.relpath for f in found], [str(w) for w in warnings]]).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            report = pipe.read()
+        os.waitpid(pid, 0)
+        relpaths, warnings = json.loads(report)
+        assert relpaths == ["ok/a.wav"]
+        assert len(warnings) == 1 and "locked" in warnings[0]
     finally:
-        locked.chmod(0o755)
+        (base / "locked").chmod(0o755)
+        shutil.rmtree(base)
 
 
 def test_missing_input_warns(tmp_path):

@@ -1,4 +1,4 @@
-"""Crash safety and isolation, with real subprocesses: SIGKILL at random moments, workers that
+"""Crash safety and isolation, with real subprocesses: SIGKILL at chosen moments, workers that
 abort or hang, SIGTERM/SIGINT, and thousands of mutated files."""
 
 from __future__ import annotations
@@ -12,9 +12,21 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from conftest import REPO, peak_tree_rss, run_json, tone, write_audio
+from conftest import (
+    REPO,
+    committed_parts,
+    kill_on,
+    parts,
+    peak_tree_rss,
+    run_json,
+    runs_logged,
+    staged_files,
+    tone,
+    write_audio,
+)
 from plugins.faulty import MARK
 
 PLUGIN_ENV = {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "AUDIOKIT_PLUGINS": "plugins.faulty"}
@@ -50,31 +62,57 @@ def make_corpus(root, n=14):
     return root
 
 
-def test_sigkill_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
+def test_sigkill_at_chosen_moments_then_resume_equals_a_clean_run(tmp_path):
+    """SIGKILL while files are being worked on (some staged, none of them committed), in the
+    middle of a commit (a feature part renamed, the `files` part not yet) and right after the
+    commit point; each kill is checked to have landed there, before the run ended."""
     corpus = make_corpus(tmp_path / "corpus")
     clean = tmp_path / "clean"
     code, summary, _ = run_json("extract", str(corpus), "-o", str(clean), "-x", "mfcc,spectral", "--workers", "2")
     assert code == 0
     expected = {name: table_rows(clean, name) for name in ("mfcc", "spectral")}
     expected_files = table_rows(clean, "files", drop=("processed_at", "path"))
-    rng = random.Random(1)
-    for attempt in range(4):
+
+    def files_staged(k):
+        return lambda out: staged_files(out) >= k
+
+    def mid_commit(out):  # feature parts are renamed first, the files part is the commit point
+        return parts(out, "spectral") > parts(out, "files")
+
+    def committed(out):
+        return parts(out, "files") > 0
+
+    plans = [
+        [files_staged(2), files_staged(6), mid_commit],
+        [files_staged(1), mid_commit, committed],
+        [files_staged(10), files_staged(3), files_staged(12)],
+        [mid_commit, committed],
+    ]
+    commit_kills_missed = 0
+    for attempt, plan in enumerate(plans):
         out = tmp_path / f"out{attempt}"
-        committed_before = 0
-        for _ in range(3):  # kill it up to three times, then let it finish
+        for event in plan:
+            runs_before = runs_logged(out)
             proc = start_cli("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2", "--quiet")
-            time.sleep(rng.uniform(0.3, 2.5))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            if (out / "files").is_dir():
-                # What is there after a kill is a readable dataset with whole files only.
-                files = ds.dataset(str(out / "files"), format="parquet").to_table()
+            landed = kill_on(proc, lambda out=out, event=event: event(out))
+            in_time = landed and runs_logged(out) == runs_before  # killed before the run's end
+            if event in (mid_commit, committed) and not in_time:
+                # A commit is the last few milliseconds of this run: a poll (or the kill, on a
+                # loaded machine) can come after the run's end. Counted below: most must land.
+                commit_kills_missed += 1
+                continue
+            assert landed, (attempt, "the run ended before the event it was to be killed on")
+            assert in_time, (attempt, "killed after the run had ended")
+            if committed_parts(out, "files"):
+                # What is there after a kill is a readable dataset with whole files only (read
+                # as a `*.parquet` glob reads it; see test_a_directory_reader_after_a_kill…).
+                files = ds.dataset(committed_parts(out, "files"), format="parquet").to_table()
                 assert len(files["file_id"].unique()) == len(files)
-                ids = set(files["file_id"].to_pylist())
                 for name in ("mfcc", "spectral"):
-                    if (out / name).is_dir():
-                        ds.dataset(str(out / name), format="parquet").to_table()
-                committed_before = len(ids)
+                    if committed_parts(out, name):
+                        ds.dataset(committed_parts(out, name), format="parquet").to_table()
+        committed = committed_parts(out, "files")
+        committed_before = ds.dataset(committed).count_rows() if committed else 0
         code, summary, stderr = run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2")
         assert code == 0, stderr
         assert summary["skipped"] == committed_before  # nothing committed is recomputed
@@ -83,6 +121,29 @@ def test_sigkill_at_random_moments_then_resume_equals_a_clean_run(tmp_path):
             assert table_rows(out, name) == expected[name], (attempt, name)
         assert table_rows(out, "files", drop=("processed_at", "path")) == expected_files
         assert not list(out.rglob("*.tmp"))
+    assert commit_kills_missed <= 2, f"{commit_kills_missed} of 6 kills at a commit came too late"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pa.ArrowInvalid,
+    reason="known defect, reported with issue #19: a part being written is named part-*.parquet.<id>.tmp "
+    "in its table's directory, and pyarrow.dataset / pandas.read_parquet of the directory read it "
+    "until the next run deletes it (a leading '.' or '_' in the name would hide it from them)",
+)
+def test_a_directory_reader_after_a_kill_mid_commit_reads_whole_files(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    for attempt in range(5):
+        out = tmp_path / f"out{attempt}"
+        proc = start_cli("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2", "--quiet")
+        if kill_on(proc, lambda out=out: (out / "files").is_dir() and any(
+            name.endswith(".tmp") for name in os.listdir(out / "files")
+        )):
+            break
+    else:
+        raise AssertionError("no kill landed while the files part was being written")
+    files = ds.dataset(str(out / "files"), format="parquet").to_table()  # what pandas reads
+    assert len(files["file_id"].unique()) == len(files)
 
 
 def test_a_crashing_worker_costs_only_its_file(corpus, tmp_path):
@@ -109,7 +170,9 @@ def test_a_hanging_file_times_out_and_the_run_goes_on(corpus, tmp_path):
         "extract", str(corpus), "-o", str(out), "-x", "faulty", "--set", "faulty.mode=hang",
         "--set", "run.min_file_timeout=3", "--set", "run.file_timeout=1", "--workers", "2", env=PLUGIN_ENV,
     )
-    assert code == 1 and time.monotonic() - started < 60
+    # Not a speed check: without the timeout the run would never end. It needs the 3 s timeout
+    # plus seconds of work; 120 s leaves room for a slow or loaded machine.
+    assert code == 1 and time.monotonic() - started < 120
     files = {r["relpath"]: r for r in ds.dataset(str(out / "files")).to_table().to_pylist()}
     assert files["stuck.wav"]["error_kind"] == "timeout"
     assert sum(r["status"] == "ok" for r in files.values()) == 4
@@ -206,6 +269,8 @@ def test_fuzzed_files_always_finish_with_a_row_each(tmp_path):
         assert row["status"] in ("ok", "error")
         if row["status"] == "error":
             assert row["error_kind"] and row["error"]
+    # Not a memory benchmark (that is `scripts/bench.py --memory`): a bound that only a leak per
+    # file breaks (1200 files; three processes of ~100 MB each), with 2x room for allocators.
     assert peak < 600e6, f"peak RSS of the run's process tree {peak / 1e6:.0f} MB"
 
 

@@ -22,7 +22,7 @@ from audiokit.models.segmenter import (
     FrameFeatureStream,
     base_features,
 )
-from tests.conftest import SHARED_DATA, run_json, write_audio
+from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
 
 SPEECH, MUSIC, NOISE, SILENCE = range(4)
 
@@ -332,6 +332,120 @@ def test_params_are_validated(programme_dir: Path, tmp_path: Path):
     assert status == 2, stderr
 
 
+# ---------------------------------------------------------------- the shipped model classifies
+
+# Audio whose class no listener would doubt, generated here, so that CI checks the shipped
+# weights without ../shared/data: a random, zeroed or label-swapped `segmenter-v2.npz` fails.
+SYNTHETIC_MIN_ACCURACY = 0.9  # of seconds; segmenter-v2: 1.0 on these (speech 0.96 on seeds 3-8)
+
+
+def resonator(x: np.ndarray, freq: float, bandwidth: float) -> np.ndarray:
+    """Two-pole resonance at `freq` Hz (a formant), unit gain at DC."""
+    from scipy.signal import lfilter
+
+    r = math.exp(-math.pi * bandwidth / SAMPLE_RATE)
+    return lfilter([1 - r], [1, -2 * r * math.cos(2 * math.pi * freq / SAMPLE_RATE), r * r], x)
+
+
+VOWEL_FORMANTS = [(730, 1090, 2440), (270, 2290, 3010), (530, 1840, 2480), (570, 840, 2410), (440, 1020, 2240), (300, 870, 2240)]
+
+
+def speech_like(seconds: float, seed: int) -> np.ndarray:
+    """Syllables of 120-300 ms: glottal pulses with gliding intonation through three formants
+    moving from one vowel to the next, a noisy consonant onset, short gaps and breath pauses."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    n = int(SAMPLE_RATE * seconds)
+    out = np.zeros(n)
+    pos, base_f0 = 0, rng.uniform(100, 210)
+    while pos < n:
+        length = min(int(SAMPLE_RATE * rng.uniform(0.12, 0.30)), n - pos)
+        t = np.arange(length) / SAMPLE_RATE
+        f0 = base_f0 * 2 ** ((rng.uniform(-3, 3) + rng.uniform(-4, 4) * t / max(t[-1], 1e-3)) / 12)
+        pulses = np.diff(np.floor(np.cumsum(f0 / SAMPLE_RATE)), prepend=0.0)
+        source = lfilter([1], [1, -0.97], pulses)
+        start_vowel, end_vowel = (VOWEL_FORMANTS[i] for i in rng.integers(len(VOWEL_FORMANTS), size=2))
+        syllable = np.zeros(length)
+        for k in range(3):
+            steps = np.array_split(np.arange(length), 4)
+            for freq, idx in zip(np.linspace(start_vowel[k], end_vowel[k], 4), steps):
+                syllable[idx] += resonator(source[idx], freq, 80 + 40 * k) / (k + 1)
+        syllable *= np.sin(np.pi * np.arange(length) / length) ** 0.7
+        burst = min(int(SAMPLE_RATE * rng.uniform(0.02, 0.06)), length)
+        syllable[:burst] += lfilter([1, -0.9], [1], rng.standard_normal(burst) * 0.1 * np.linspace(1, 0, burst))
+        out[pos : pos + length] = syllable
+        pos += length + int(SAMPLE_RATE * rng.uniform(0.02, 0.12))
+        if rng.random() < 0.15:
+            pos += int(SAMPLE_RATE * rng.uniform(0.15, 0.35))
+    return (0.5 * out / np.abs(out).max()).astype(np.float32)
+
+
+def pink_noise(seconds: float, seed: int) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    white = np.random.default_rng(seed).standard_normal(int(SAMPLE_RATE * seconds))
+    pink = lfilter(
+        [0.049922035, -0.095993537, 0.050612699, -0.004408786], [1, -2.494956002, 2.017265875, -0.522189400], white
+    )
+    return (0.3 * pink / np.abs(pink).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def labelled_clips(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("labelled")
+    for seed in range(3):
+        write_audio(root / f"speech-{seed}.wav", speech_like(8.0, seed)[:, None], SAMPLE_RATE)
+        write_audio(root / f"music-{seed}.wav", chord(SAMPLE_RATE, 8.0, seed)[:, None], SAMPLE_RATE)
+        write_audio(root / f"noise-{seed}.wav", pink_noise(8.0, seed)[:, None], SAMPLE_RATE)
+    write_audio(root / "silence-0.wav", np.zeros((SAMPLE_RATE * 4, 1), np.float32), SAMPLE_RATE)
+    return root
+
+
+def labelled_accuracy(clips: Path, out: Path, *sets: str) -> dict[str, float]:
+    """Per class, the share of its clips' seconds labelled as that class."""
+    args = [arg for s in sets for arg in ("--set", s)]
+    status, _, stderr = run_json("extract", str(clips), "-o", str(out), "-x", "segments", *args)
+    assert status == 0, stderr
+    names = {r["file_id"]: r["relpath"] for r in ds.dataset(out / "files").to_table().to_pylist()}
+    right: dict[str, float] = {}
+    total: dict[str, float] = {}
+    for r in read_table(out, "segments"):
+        truth = names[r["file_id"]].split("-")[0]
+        seconds = r["end_s"] - r["start_s"]
+        total[truth] = total.get(truth, 0.0) + seconds
+        right[truth] = right.get(truth, 0.0) + seconds * (r["label"] == truth)
+    assert sorted(total) == ["music", "noise", "silence", "speech"]
+    return {label: right[label] / total[label] for label in total}
+
+
+def test_the_shipped_model_labels_unambiguous_synthetic_audio(labelled_clips: Path, tmp_path: Path):
+    accuracy = labelled_accuracy(labelled_clips, tmp_path / "out")
+    assert min(accuracy.values()) >= SYNTHETIC_MIN_ACCURACY, accuracy
+
+
+def swapped_weights(path: Path) -> Path:
+    """The shipped weights with their outputs rotated: speech → music → noise → speech."""
+    with np.load(WEIGHTS_PATH) as data:
+        arrays = {key: data[key] for key in data.files}
+    for member in range(int(arrays["n_members"])):
+        last = int(arrays[f"m{member}_n_layers"]) - 1
+        arrays[f"m{member}_w{last}"] = np.roll(arrays[f"m{member}_w{last}"], 1, axis=1)
+        arrays[f"m{member}_b{last}"] = np.roll(arrays[f"m{member}_b{last}"], 1)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_the_synthetic_check_fails_a_swapped_or_random_model(labelled_clips: Path, tmp_path: Path):
+    """The check above can fail: label-swapped and random weights fall far below it."""
+    with np.load(WEIGHTS_PATH) as data:
+        n_features = data["m0_feature_mean"].shape[0]
+    for weights in (swapped_weights(tmp_path / "swapped.npz"), write_weights(tmp_path / "random.npz", n_features, 1)):
+        accuracy = labelled_accuracy(labelled_clips, tmp_path / weights.stem, f"segments.weights={weights}")
+        # Silence is found by level, not by the model: the three other classes must collapse.
+        assert sum(accuracy[c] >= SYNTHETIC_MIN_ACCURACY for c in ("speech", "music", "noise")) <= 1, accuracy
+
+
 # ---------------------------------------------------------------- real recordings
 
 
@@ -341,7 +455,7 @@ def test_real_speech_and_music_are_recognised(tmp_path: Path):
     import soundfile as sf
 
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is absent")
+        pytest.skip(NO_SHARED_DATA)
     with open(SHARED_DATA / "devcorpus" / "manifest.csv", newline="") as f:
         manifest = list(csv.DictReader(f))
     # Dev-only groups (never trained on): a VoxConverse broadcast excerpt and a howler.js track.

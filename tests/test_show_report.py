@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import audiokit
-from tests.conftest import REPO, run_cli, run_json, write_audio
+from tests.conftest import NO_CHROMIUM, REPO, run_cli, run_json, write_audio
 from tests.headless import chromium, load, not_blank
 
 
@@ -218,7 +218,7 @@ def test_report_is_one_self_contained_page(dataset: Path, tmp_path: Path):
     assert target.stat().st_size < 2_000_000
 
 
-@pytest.mark.skipif(chromium() is None, reason="Chromium not installed")
+@pytest.mark.skipif(chromium() is None, reason=f"{NO_CHROMIUM}: install Debian's chromium")
 def test_report_loads_in_a_headless_browser_without_errors(dataset: Path, tmp_path: Path):
     target, _ = make_report(dataset, tmp_path)
     page = load(target.as_uri())

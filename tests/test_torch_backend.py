@@ -1,7 +1,7 @@
 """The torch backend: same rows as numpy on CPU and CUDA, batches equal to single files, CLI.
 
 Every numeric test body runs once per device (`cuda` skips without a GPU). torchaudio is only
-a parity oracle here: those tests skip when it is not installed.
+a parity oracle here (marker `torchaudio`): those tests skip when it is not installed.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ torch = pytest.importorskip("torch")
 
 from audiokit.extractors import REGISTRY  # noqa: E402 (after a guarded import)
 from audiokit.extractors.batched import compute_batch  # noqa: E402 (after a guarded import)
-from tests.conftest import run_cli, run_json, tone, write_audio  # noqa: E402 (after a guarded import)
+from tests.conftest import NO_CUDA, run_cli, run_json, tone, write_audio  # noqa: E402 (after a guarded import)
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason=NO_CUDA)),
 ]
 TOLERANCE = 1e-4  # of each column's peak |value|, the contract for numpy vs torch
 
@@ -384,8 +384,8 @@ def test_cli_torch_backend_without_torch_is_a_clean_usage_error(tmp_path, corpus
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
 def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
+    # On a machine with a GPU, the run is shown none.
     proc = run_cli(
         "extract",
         str(corpus),
@@ -395,6 +395,7 @@ def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
         "torch",
         "--device",
         "cuda",
+        env={"CUDA_VISIBLE_DEVICES": ""},
     )
     assert proc.returncode == 2
     assert "CUDA" in proc.stderr and "Traceback" not in proc.stderr
@@ -402,6 +403,7 @@ def test_cli_device_cuda_without_gpu_is_a_usage_error(tmp_path, corpus):
 
 # --- torchaudio as an oracle ----------------------------------------------------------------
 
+# Outside CI a missing torchaudio skips; CI runs these in their own environment (.ci/run).
 needs_torchaudio = pytest.mark.skipif(
     importlib.util.find_spec("torchaudio") is None,
     reason="torchaudio not installed (optional parity oracle)",
@@ -423,6 +425,7 @@ def _melkwargs(p) -> dict:
     }
 
 
+@pytest.mark.torchaudio
 @needs_torchaudio
 def test_logmel_matches_torchaudio(device):
     import torchaudio
@@ -439,6 +442,7 @@ def test_logmel_matches_torchaudio(device):
     assert_close_to_peak(theirs, ours, "logmel vs torchaudio")
 
 
+@pytest.mark.torchaudio
 @needs_torchaudio
 def test_mfcc_matches_torchaudio(device):
     import torchaudio
@@ -494,16 +498,15 @@ def test_pipeline_batches_across_files(tmp_path, corpus, monkeypatch):
 
 
 def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
-    """SIGKILL a torch run at random moments (decoding, computing, committing), resume: the
-    dataset ends with every frame exactly once, equal to a clean numpy run."""
+    """SIGKILL a torch run at chosen moments (files decoded and staged, none committed; in the
+    middle of a commit), each checked to have landed there; resume: every frame exactly once,
+    equal to a clean numpy run."""
     import os
     import random
-    import signal
     import subprocess
     import sys
-    import time
 
-    from tests.conftest import REPO
+    from tests.conftest import REPO, kill_on, parts, runs_logged, staged_files
 
     rng = random.Random(3)
     corpus = tmp_path / "corpus"
@@ -514,34 +517,58 @@ def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
     clean = tmp_path / "clean"
     code, _, stderr = run_json("extract", str(corpus), "-o", str(clean), "-x", "mfcc,spectral")
     assert code == 0, stderr
-    out = tmp_path / "out"
-    args = ["extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--backend", "torch"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for _ in range(3):
+
+    def killed_run(out: Path, event) -> bool:
+        """Start a torch run on `out`, SIGKILL it when `event()` holds: True if that came before
+        the run's end."""
+        runs_before = runs_logged(out)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "audiokit", *args, "--device", "cpu", "--quiet"], env=env
+            [sys.executable, "-m", "audiokit", "extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral",
+             "--backend", "torch", "--device", "cpu", "--quiet"], env=env,
         )
-        time.sleep(rng.uniform(1.0, 4.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    code, _, stderr = run_json(*args, "--device", "cpu")
-    assert code == 0, stderr
-    for table in ("mfcc", "spectral"):
-        expected, actual = read_table(clean, table), read_table(out, table)
-        for column in ("file_id", "channel", "frame"):
-            assert expected[column].to_pylist() == actual[column].to_pylist(), table
-        for column in expected.schema.names[4:]:
-            assert_close_to_peak(
-                as_array(expected[column]),
-                as_array(actual[column]),
-                column,
-                bin_hz=rolloff_bin(column),
-            )
-    files = read_table(out, "files")
-    assert files.num_rows == 10 and set(files["status"].to_pylist()) == {"ok"}
+        return kill_on(proc, event) and runs_logged(out) == runs_before
+
+    # While files are decoded and staged (nothing committed yet), twice on one output…
+    staged = tmp_path / "staged"
+    assert killed_run(staged, lambda: staged_files(staged) >= 3), "3 files staged: the run ended first"
+    assert killed_run(staged, lambda: staged_files(staged) >= 1), "1 file staged: the run ended first"
+    # …and in the middle of a commit (feature parts renamed, the files part not yet), which is
+    # this run's last milliseconds: tried on fresh outputs until a kill lands there.
+    for attempt in range(3):
+        mid_commit = tmp_path / f"commit{attempt}"
+        if killed_run(mid_commit, lambda out=mid_commit: parts(out, "spectral") > parts(out, "files")):
+            break
+    else:
+        raise AssertionError("no kill landed between a commit's renames in 3 runs")
+    for out in (staged, mid_commit):
+        committed = ds_rows(out / "files")
+        assert committed < 10  # the kill came before every file was committed
+        code, summary, stderr = run_json("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral",
+                                         "--backend", "torch", "--device", "cpu")
+        assert code == 0 and summary["skipped"] == committed, stderr
+        for table in ("mfcc", "spectral"):
+            expected, actual = read_table(clean, table), read_table(out, table)
+            for column in ("file_id", "channel", "frame"):
+                assert expected[column].to_pylist() == actual[column].to_pylist(), table
+            for column in expected.schema.names[4:]:
+                assert_close_to_peak(
+                    as_array(expected[column]),
+                    as_array(actual[column]),
+                    column,
+                    bin_hz=rolloff_bin(column),
+                )
+        files = read_table(out, "files")
+        assert files.num_rows == 10 and set(files["status"].to_pylist()) == {"ok"}
 
 
-def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path):
+def ds_rows(directory: Path) -> int:
+    """Rows of the committed parts (a killed run's `*.tmp` part is not one)."""
+    committed = sorted(str(p) for p in directory.glob("part-*.parquet"))
+    return pads.dataset(committed).count_rows() if committed else 0
+
+
+def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path, monkeypatch):
     """A file over `run.max_device_file_s` is not shipped whole to the device process; its
     worker computes it and the rows still equal the numpy backend's."""
     corpus = tmp_path / "corpus"
@@ -567,11 +594,30 @@ def test_files_longer_than_the_device_cap_are_computed_in_their_worker(tmp_path)
             assert_close_to_peak(as_array(expected[column]), as_array(actual[column]), column)
     # The long file went through its worker's numpy path: bit-identical, unlike device rows.
     long_id = tables["numpy"]["files"].filter(pc.equal(tables["numpy"]["files"]["relpath"], "long.flac"))["file_id"][0]
-    short_id = tables["numpy"]["files"].filter(pc.equal(tables["numpy"]["files"]["relpath"], "short.wav"))["file_id"][0]
 
     def mfcc_of(backend, file_id):
         table = tables[backend]["mfcc"]
         return as_array(table.filter(pc.equal(table["file_id"], file_id))["mfcc"])
 
     assert np.array_equal(mfcc_of("numpy", long_id), mfcc_of("torch", long_id))
-    assert not np.array_equal(mfcc_of("numpy", short_id), mfcc_of("torch", short_id))  # device-computed
+    # Which path each file took, seen where it runs: the device batches get the short file only.
+    import audiokit
+    from audiokit.extractors import batched
+
+    device_signals: list[tuple[str, int]] = []
+    real = batched.compute_batch
+
+    def spy(extractor, signals, **kwargs):
+        device_signals.extend((extractor.name, signal.shape[-1]) for signal in signals)
+        return real(extractor, signals, **kwargs)
+
+    monkeypatch.setattr(batched, "compute_batch", spy)
+    summary = audiokit.extract(
+        [str(corpus)], str(tmp_path / "spied"), extractors=["mfcc", "spectral"], backend="torch",
+        device="cpu", workers=1, overrides=["run.max_device_file_s=2"],
+    )
+    assert summary.processed == 2 and summary.failed == 0
+    short_samples = int(0.5 * 22050)  # short.wav resampled to the extractors' 22.05 kHz
+    assert sorted(device_signals) == [("mfcc", short_samples), ("spectral", short_samples)]
+    spied = read_table(tmp_path / "spied", "mfcc")
+    assert spied["file_id"].to_pylist() == tables["torch"]["mfcc"]["file_id"].to_pylist()
