@@ -5,6 +5,7 @@
     python scripts/bench.py --memory       # 1 h and 10 h 44.1 kHz stereo FLAC, --workers 1
     python scripts/bench.py --one-core     # per-core cost: the three pipelines in this process
     python scripts/bench.py --profile      # where a worker's time goes: decode, resample, STFT, …
+    python scripts/bench.py --engine ray   # --engine ray against the local engine, same CPUs
 
 Throughput: a corpus of mixed formats (WAV/FLAC/MP3/OGG, 8–48 kHz, mono and stereo, ≥ 30 min,
 generated here) is processed, alternating A/B for `--rounds` rounds, by
@@ -309,6 +310,44 @@ def throughput(args) -> dict:
     return summary
 
 
+def engines(args) -> dict:
+    """`--engine ray` against the local engine on the corpus, the same CPUs (`--workers`), A/B
+    alternated; Ray's start-up (a local instance started by the run, or `--ray-address`) is
+    measured apart, as a run over one short file."""
+    corpus = Path(args.corpus)
+    paths = [str(p) for p in build_corpus(corpus)]
+    audio_s = sum(sf.info(p).duration for p in paths)
+    ray = ["--engine", "ray"] + (["--ray-address", args.ray_address] if args.ray_address else [])
+    walls: dict[str, list[float]] = {"local": [], "ray": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        short = os.path.join(tmp, "short", "short.wav")
+        os.makedirs(os.path.dirname(short))
+        sf.write(short, synth(16000, 3.0, 1, 0), 16000)
+        starts = {}
+        for name, extra in (("local", []), ("ray", ray)):
+            wall, _, proc, _ = timed_subprocess(audiokit_cmd([os.path.dirname(short)], os.path.join(tmp, f"s-{name}"), args.workers, extra))
+            assert proc.returncode == 0, proc.stderr
+            starts[name] = wall
+        for r in range(args.rounds):
+            for name in (["local", "ray"] if r % 2 == 0 else ["ray", "local"]):
+                extra = ray if name == "ray" else []
+                wall, _, proc, _ = timed_subprocess(audiokit_cmd([str(corpus)], os.path.join(tmp, f"{name}{r}"), args.workers, extra))
+                assert proc.returncode == 0, proc.stderr
+                walls[name].append(wall)
+                print(f"  round {r} {name:<6} {wall:7.2f} s  {audio_s / wall:7.1f}× real time", flush=True)
+    best = {name: min(v) for name, v in walls.items()}
+    return {
+        "audio_min": round(audio_s / 60, 1),
+        "workers": args.workers,
+        "best_wall_s": {k: round(v, 2) for k, v in best.items()},
+        "ray_over_local_throughput": round(best["local"] / best["ray"], 2),
+        "one_short_file_s": {k: round(v, 2) for k, v in starts.items()},
+        "ray_without_startup_over_local": round(
+            (best["local"] - starts["local"]) / max(1e-9, best["ray"] - starts["ray"]), 2
+        ),
+    }
+
+
 def startup(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         short = os.path.join(tmp, "short.wav")
@@ -482,6 +521,8 @@ def main() -> None:
     parser.add_argument("--long-dir", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-long"))
     parser.add_argument("--one-core", action="store_true", help="per-core cost of the three pipelines, in process")
     parser.add_argument("--profile", action="store_true", help="where a worker's time goes, by stage (cProfile)")
+    parser.add_argument("--engine", choices=["ray"], help="compare --engine ray with the local engine instead")
+    parser.add_argument("--ray-address", help="with --engine ray: a running cluster (default: a local instance per run)")
     parser.add_argument("--pipeline", choices=["librosa", "floor"], help=argparse.SUPPRESS)  # one timed run
     parser.add_argument("--paths-file", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -495,6 +536,8 @@ def main() -> None:
         result = {"one_core": one_core(args)}
     elif args.profile:
         result = {"profile": profile(args)}
+    elif args.engine:
+        result = {"engines": engines(args)}
     else:
         result = {"throughput": throughput(args), "startup": startup(args)}
     print(json.dumps(result, indent=2))

@@ -34,7 +34,10 @@ class PartWriter:
     def __init__(self, final_path: str, schema: pa.Schema):
         self.final_path = final_path
         self.schema = schema
-        self.tmp_path = f"{final_path}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        # A leading dot hides a part being written from directory readers (pyarrow.dataset,
+        # pandas, polars and DuckDB globs skip hidden files) until its rename.
+        directory, name = os.path.split(final_path)
+        self.tmp_path = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
