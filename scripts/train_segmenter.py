@@ -298,7 +298,7 @@ def piece(rng, pool: dict[str, list[np.ndarray]], seconds: float, pauses: bool) 
 
 
 def noise_piece(rng, pools, n: int) -> np.ndarray:
-    if pools["noise"] and rng.random() < 0.5:
+    if pools["noise"] and rng.random() < AUGMENT["real_noise"]:
         y = piece(rng, pools["noise"], n / SR, pauses=True)
         return np.resize(y, n) if len(y) < n else y
     return synthetic_noise(rng, n)
@@ -473,6 +473,28 @@ def speaker_perturb(rng, y: np.ndarray) -> np.ndarray:
 SYNTH_MUSIC = [0.0]
 KINDS = ["speech", "music", "speech_over_music", "noise", "silence"]
 KIND_WEIGHTS = [0.30, 0.28, 0.20, 0.12, 0.10]
+# Augmentations added for v3 (command-line flags); the defaults are v2's programmes, and an
+# augmentation that is off draws no random numbers, so v2's command builds what it built.
+AUGMENT = {
+    "bed_snr": (5.0, 20.0),  # dB the music bed sits under the speech (--bed-snr)
+    "telephone": 0.0,  # share of speech pieces through a telephone channel (--telephone)
+    "noise_under": 0.0,  # share of speech pieces with a loud noise under them (--noise-under)
+    "music_shift": 0.0,  # share of music pieces pitch/tempo shifted (--music-shift)
+    "real_noise": 0.5,  # share of noise drawn from recordings rather than synthesised (--real-noise)
+}
+
+
+def telephone(rng, y: np.ndarray) -> np.ndarray:
+    """A telephone channel: 300–3400 Hz band, 8 kHz sampling, sometimes µ-law at 8 bits."""
+    b, a = scipy.signal.butter(4, [rng.uniform(250, 400), rng.uniform(3000, 3500)], "band", fs=SR)
+    y = scipy.signal.lfilter(b, a, y).astype(np.float32)
+    y = soxr.resample(soxr.resample(y, SR, 8000), 8000, SR)[: len(y)].astype(np.float32)
+    if rng.random() < 0.5:
+        peak = np.abs(y).max() + 1e-9
+        mu = np.sign(y) * np.log1p(255 * np.abs(y / peak)) / np.log1p(255)
+        mu = np.round(mu * 127) / 127
+        y = (np.sign(mu) * np.expm1(np.abs(mu) * np.log1p(255)) / 255 * peak).astype(np.float32)
+    return y
 SPANS = {
     "speech": (3, 15),
     "music": (3, 20),
@@ -494,17 +516,22 @@ def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float,
         n = int(rng.uniform(*SPANS[kind]) * SR)
         if kind == "speech":
             y = speaker_perturb(rng, piece(rng, pools["speech"], n / SR, pauses=True))
+            if AUGMENT["noise_under"] > 0 and rng.random() < AUGMENT["noise_under"]:
+                under = noise_piece(rng, pools, len(y))
+                y = y + under * (rms(y) / rms(under)) * 10 ** (-rng.uniform(3, 20) / 20)
         elif kind == "music" and SYNTH_MUSIC[0] > 0 and rng.random() < SYNTH_MUSIC[0]:
             y = synthetic_music(rng, n)
         elif kind == "music" and pools["singing"] and rng.random() < 0.2:
             y = singing_piece(rng, pools, n)
         elif kind == "music":
             y = piece(rng, pools["music"], n / SR, pauses=False)
+            if AUGMENT["music_shift"] > 0 and rng.random() < AUGMENT["music_shift"]:
+                y = pitch_shift(rng, y, rng.uniform(-3, 3))
         elif kind == "speech_over_music":
             y = speaker_perturb(rng, piece(rng, pools["speech"], n / SR, pauses=True))
             bed = piece(rng, pools["music"], len(y) / SR, pauses=False)
             bed = np.resize(bed, len(y))
-            y = y + bed * (rms(y) / rms(bed)) * 10 ** (-rng.uniform(5, 20) / 20)
+            y = y + bed * (rms(y) / rms(bed)) * 10 ** (-rng.uniform(*AUGMENT["bed_snr"]) / 20)
         elif kind == "noise":
             y = noise_piece(rng, pools, n)
         else:
@@ -517,6 +544,12 @@ def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float,
                 y = tilt(rng, y)
             if rng.random() < 0.2:
                 y = band_limit(rng, y)
+            if (
+                AUGMENT["telephone"] > 0
+                and kind in ("speech", "speech_over_music")
+                and rng.random() < AUGMENT["telephone"]
+            ):
+                y = telephone(rng, y)
             if kind != "noise" and rng.random() < 0.3:
                 background = noise_piece(rng, pools, len(y))
                 y = y + background * (rms(y) / rms(background)) * 10 ** (-rng.uniform(8, 30) / 20)
@@ -710,6 +743,22 @@ def main() -> int:
         default=0.0,
         help="share of music pieces that are synthetic sung or solo-instrument lines",
     )
+    ap.add_argument("--bed-snr", default="5,20", help="LO,HI: dB a music bed sits under speech")
+    ap.add_argument("--telephone", type=float, default=0.0, help="share of speech pieces telephoned")
+    ap.add_argument(
+        "--noise-under", type=float, default=0.0, help="share of speech pieces over loud noise"
+    )
+    ap.add_argument(
+        "--music-shift", type=float, default=0.0, help="share of music pieces pitch/tempo shifted"
+    )
+    ap.add_argument(
+        "--real-noise", type=float, default=0.5, help="share of noise taken from recordings"
+    )
+    ap.add_argument(
+        "--kind-weights",
+        default=",".join(str(w) for w in KIND_WEIGHTS),
+        help="shares of speech, music, speech over music, noise, silence pieces",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--version", default="segmenter-v2")
     args = ap.parse_args()
@@ -721,6 +770,14 @@ def main() -> int:
 
     SYNTH_MUSIC[0] = args.synthetic_music
     SPEECH_PERTURB[0] = args.speech_perturb
+    AUGMENT.update(
+        bed_snr=tuple(float(v) for v in args.bed_snr.split(",")),
+        telephone=args.telephone,
+        noise_under=args.noise_under,
+        music_shift=args.music_shift,
+        real_noise=args.real_noise,
+    )
+    KIND_WEIGHTS[:] = [float(w) for w in args.kind_weights.split(",")]
     began = time.time()
     rng = np.random.default_rng(args.seed)
     pools, rows = load_pools(args.manifest, rng)
