@@ -13,8 +13,13 @@ fits a small MLP with torch (training only; inference is numpy). Everything is s
 
 usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/segmenter-v2.npz]
        [--programmes 150] [--epochs 14] [--members 3] [--fresh-data] [--hidden 96,48] [--seed 0]
-       [--synthetic-music 0.15] [--speech-perturb 0.5]
+       [--synthetic-music 0.15] [--speech-perturb 0.5] [--version segmenter-v2]
+       [--bed-snr 5,20] [--telephone 0] [--noise-under 0] [--music-shift 0] [--real-noise 0.5]
+       [--kind-weights 0.3,0.28,0.2,0.12,0.1] [--singing 0.2]
        python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz
+The flags after --speech-perturb are off or at v2's values by default (drawing no extra random
+numbers, so v2's command builds the programmes it built); segmenter-v2.md has v2's command and
+the cross-validated v3 candidate's.
 Make the manifest of licence-allowed recordings with scripts/make_segmenter_manifest.py.
 """
 
@@ -481,6 +486,7 @@ AUGMENT = {
     "noise_under": 0.0,  # share of speech pieces with a loud noise under them (--noise-under)
     "music_shift": 0.0,  # share of music pieces pitch/tempo shifted (--music-shift)
     "real_noise": 0.5,  # share of noise drawn from recordings rather than synthesised (--real-noise)
+    "singing": 0.2,  # share of (non-synthetic) music pieces taken from the singing pool (--singing)
 }
 
 
@@ -521,7 +527,7 @@ def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float,
                 y = y + under * (rms(y) / rms(under)) * 10 ** (-rng.uniform(3, 20) / 20)
         elif kind == "music" and SYNTH_MUSIC[0] > 0 and rng.random() < SYNTH_MUSIC[0]:
             y = synthetic_music(rng, n)
-        elif kind == "music" and pools["singing"] and rng.random() < 0.2:
+        elif kind == "music" and pools["singing"] and rng.random() < AUGMENT["singing"]:
             y = singing_piece(rng, pools, n)
         elif kind == "music":
             y = piece(rng, pools["music"], n / SR, pauses=False)
@@ -755,6 +761,9 @@ def main() -> int:
         "--real-noise", type=float, default=0.5, help="share of noise taken from recordings"
     )
     ap.add_argument(
+        "--singing", type=float, default=0.2, help="share of music pieces that are real singing"
+    )
+    ap.add_argument(
         "--kind-weights",
         default=",".join(str(w) for w in KIND_WEIGHTS),
         help="shares of speech, music, speech over music, noise, silence pieces",
@@ -776,6 +785,7 @@ def main() -> int:
         noise_under=args.noise_under,
         music_shift=args.music_shift,
         real_noise=args.real_noise,
+        singing=args.singing,
     )
     KIND_WEIGHTS[:] = [float(w) for w in args.kind_weights.split(",")]
     began = time.time()
