@@ -42,12 +42,12 @@ class SegmentsParams:
         0.5, "silence or noise shorter than this between speech counts as speech, seconds", min=0, max=3600
     )
     silence_db: float = param(-60.0, "frames quieter than this (dBFS) are silence", min=-200, max=0)
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2", check=check_file)
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v3", check=check_file)
 
 
 @dataclass(frozen=True)
 class SegmentProbsParams:
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v2", check=check_file)
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v3", check=check_file)
 
 
 # ---------------------------------------------------------------- pure smoothing logic
@@ -230,7 +230,7 @@ class _ClassifierStream:
 
 class _SegmenterBase(Extractor):
     # Bump `version` whenever the shipped weights change: re-runs then redo these tables.
-    version = 2
+    version = 3
     preload = ("scipy.fft",)
 
     def __init__(self, params, **kwargs):
@@ -247,7 +247,7 @@ class Segments(_SegmenterBase):
     name = "segments"
     table = "segments"
     description = (
-        "speech / music / noise / silence stretches covering each file (shipped model segmenter-v2)"
+        "speech / music / noise / silence stretches covering each file (shipped model segmenter-v3)"
     )
     Params = SegmentsParams
 

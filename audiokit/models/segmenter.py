@@ -49,7 +49,7 @@ FMIN, FMAX = 60.0, 8000.0
 WINDOW_HALVES = (12, 50)
 LONG_HALF = max(WINDOW_HALVES)  # also the look-ahead the stream needs
 CLASSES = ("speech", "music", "noise")
-WEIGHTS_PATH = Path(__file__).with_name("segmenter-v2.npz")
+WEIGHTS_PATH = Path(__file__).with_name("segmenter-v3.npz")
 
 _MEL_FLOOR = 1e-9  # -90 dB: keeps quiet bands from dominating the statistics
 _FINE_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
