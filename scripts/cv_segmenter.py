@@ -15,8 +15,11 @@ To keep this affordable on a shared machine, each training programme draws on th
 one fold only and its features are cached: training for test fold k takes the cached
 programmes of every other fold. Decoded audio (16 kHz) is cached per source file.
 
-usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|… [--folds 4] [--cache /work/cache15]
-       [--programmes-per-fold 25] [--members 2] [--json OUT.json]
+usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|v3-noise|v3-sing [--folds 4]
+       [--cache /work/cache15] [--programmes-per-fold 25] [--members 2] [--hidden 96,48]
+       [--smoothing JSON] [--average-with RECIPE[:HIDDEN]] [--json OUT.json]
+segmenter-v3's row: `--recipe v3-sing --hidden 192,96 --average-with v2:96,48` after
+`--recipe v2`.
        python scripts/cv_segmenter.py --write-manifest OUT.csv   (rows for train_segmenter.py)
 """
 
@@ -353,6 +356,14 @@ def score_fold(classifier, mixes, params, scorer) -> tuple[dict, np.ndarray]:
     return total, confusion
 
 
+def saved_weights(args, recipe: str, hidden: str, fold: int) -> Path:
+    """Where the networks a recipe trained for one test fold are kept."""
+    return args.cache / "cv" / (
+        f"weights-{recipe}-f{fold}of{args.folds}-p{args.programmes_per_fold}"
+        f"-m{args.members}-e{args.epochs}-h{hidden.replace(',', '_')}-s{args.seed}.npz"
+    )
+
+
 def save_weights(weights: list[dict], target) -> None:
     flat = {"version": np.array("cv"), "n_members": np.array(len(weights))}
     for j, w in enumerate(weights):
@@ -380,6 +391,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-fold", type=int, default=None)
     ap.add_argument("--smoothing", default="{}", help="JSON: segments parameters for scoring")
+    ap.add_argument(
+        "--average-with",
+        action="append",
+        default=[],
+        metavar="RECIPE[:HIDDEN]",
+        help="also average the kept networks of another recipe (segmenter-v3: v2:96,48)",
+    )
     ap.add_argument("--write-manifest", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -407,10 +425,7 @@ def main() -> int:
         x = np.concatenate([s[0] for s in sets])
         y = np.concatenate([s[1] for s in sets])
         # trained networks are kept, so other smoothing settings rescore without retraining
-        saved = args.cache / "cv" / (
-            f"weights-{args.recipe}-f{fold}of{args.folds}-p{args.programmes_per_fold}"
-            f"-m{args.members}-e{args.epochs}-h{args.hidden.replace(',', '_')}-s{args.seed}.npz"
-        )
+        saved = saved_weights(args, args.recipe, args.hidden, fold)
         if saved.exists():
             classifier = FrameClassifier.load(saved)
         else:
@@ -421,6 +436,13 @@ def main() -> int:
                 weights.append(w)
             classifier = classifier_from(weights)
             save_weights(weights, saved)
+        for spec in args.average_with:
+            # another recipe's networks for this fold (run that recipe first), averaged in
+            other_recipe, _, other_hidden = spec.partition(":")
+            other = FrameClassifier.load(
+                saved_weights(args, other_recipe, other_hidden or "96,48", fold)
+            )
+            classifier = FrameClassifier(classifier.members + other.members, "cv")
         total, confusion = score_fold(classifier, mixes, params, scorer)
         total["fold"] = fold
         total["test_minutes"] = round(sum(m["seconds"] for m in mixes) / 60, 1)
