@@ -36,7 +36,8 @@ os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 import ray  # noqa: E402  (after the environment settings)
 from ray.util.annotations import RayDeprecationWarning  # noqa: E402
 
-OBJECT_STORE_BYTES = 512 << 20  # a local instance's object store: outcomes are small
+OBJECT_STORE_BYTES = 512 << 20
+BLOCKS_PER_ACTOR = 4  # a local instance's object store: outcomes are small
 _END = object()
 
 
@@ -122,11 +123,13 @@ class RayEngine:
         # Ray Data's actors restart and retry forever by default: a file that kills its actor
         # would come back again and again. Ray 2.60 has no named parameter for these yet.
         once = {"max_restarts": 0, "max_task_retries": 0}
-        # One file per block: blocks are what actors share out, longest file first.
-        data = ray.data.from_items([{"task": pickle.dumps(t)} for t in ordered], override_num_blocks=len(ordered))
+        # Blocks are what actors share out, longest files first; a few per actor keep the load
+        # even while each block's files go to an actor in one call (Ray's cost is per call).
+        blocks = min(len(ordered), BLOCKS_PER_ACTOR * actors)
+        data = ray.data.from_items([{"task": pickle.dumps(t)} for t in ordered], override_num_blocks=blocks)
         warnings.filterwarnings("ignore", category=RayDeprecationWarning, module=__name__)
         data = data.map_batches(
-            _Prepare, fn_constructor_args=(stages, self.log_path), batch_size=1, batch_format="numpy",
+            _Prepare, fn_constructor_args=(stages, self.log_path), batch_size=None, batch_format="numpy",
             compute=ActorPoolStrategy(size=min(actors, len(ordered))), num_cpus=1, **once,
         )
         if stages.has_finish:
