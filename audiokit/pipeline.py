@@ -144,18 +144,24 @@ class FileProcessor:
             row.update(sample_rate=info.sample_rate, channels=info.channels, format=info.format)
             if on_open is not None:
                 on_open(info)
-            channels = output_channels(policy, info.channels)
-            by_rate: dict[int, list[tuple[Extractor, object]]] = {}
+            mixed_channels = output_channels(policy, info.channels)
+            # Streams are grouped by (rate, native): `native_channels` extractors get the
+            # decoded channels, the others the channel policy's; each group resamples once.
+            by_rate: dict[tuple[int, bool], list[tuple[Extractor, object]]] = {}
             for name in task.extractors:
                 ext = self.extractors[name]
                 rate = ext.sample_rate or info.sample_rate
-                by_rate.setdefault(rate, []).append((ext, ext.start(channels, rate)))
-            resamplers = {rate: Resampler(info.sample_rate, rate, channels) for rate in by_rate}
+                native = bool(getattr(ext, "native_channels", False)) and mixed_channels != info.channels
+                channels = info.channels if native else mixed_channels
+                by_rate.setdefault((rate, native), []).append((ext, ext.start(channels, rate)))
+            resamplers = {
+                key: Resampler(info.sample_rate, key[0], info.channels if key[1] else mixed_channels) for key in by_rate
+            }
             block_frames = max(1, int(self.config.audio.block_seconds * info.sample_rate))
 
-            def feed(rate: int, samples: np.ndarray, final: bool) -> None:
+            def feed(key: tuple[int, bool], samples: np.ndarray, final: bool) -> None:
                 block = np.ascontiguousarray(samples.T)
-                for ext, stream in by_rate[rate]:
+                for ext, stream in by_rate[key]:
                     sink = self._sink(sinks, ext, task.file.file_id)
                     schema = self.table_schemas[ext.table]
                     try:
@@ -171,15 +177,15 @@ class FileProcessor:
 
             for samples in reader.blocks(block_frames):
                 mixed = apply_channel_policy(samples, policy)
-                for rate, resampler in resamplers.items():
-                    out = resampler.push(mixed)
+                for key, resampler in resamplers.items():
+                    out = resampler.push(samples if key[1] else mixed)
                     if out.shape[0]:
-                        feed(rate, out, final=False)
+                        feed(key, out, final=False)
             if reader.frames_read == 0:
                 raise FileError("empty", "the file holds no audio samples")
             row["duration_s"] = reader.frames_read / info.sample_rate
-            for rate, resampler in resamplers.items():
-                feed(rate, resampler.finish(channels), final=True)
+            for key, resampler in resamplers.items():
+                feed(key, resampler.finish(info.channels if key[1] else mixed_channels), final=True)
 
     def _sink(self, sinks: dict[str, StageWriter], ext: Extractor, file_id: str) -> StageWriter:
         if ext.table not in sinks:

@@ -44,6 +44,9 @@ class Extractor:
     # Modules the local engine imports before it forks its workers, which then inherit them
     # instead of each importing them on its first file.
     preload: ClassVar[tuple[str, ...]] = ()
+    # True: the extractor's blocks carry the file's own channels whatever `audio.channels` says
+    # (loudness weighs and sums channels itself); its `channel` column is then its own business.
+    native_channels: ClassVar[bool] = False
 
     def __init__(self, params: Any, *, backend: str = "numpy", device: str = "cpu"):
         self.params = params

@@ -1,0 +1,194 @@
+"""`loudness`: BS.1770-4 integrated loudness, EBU loudness range and peaks, one row per file.
+
+It measures the file's own channels at its own rate (`native_channels`: the pipeline gives it
+the decoded channels whatever `audio.channels` says, since BS.1770 weighs and sums channels
+rather than measuring a mix). A stream keeps two numbers per 100 ms (the K-weighted energy of
+each quarter of a gating block), about 6 MB per ten hours, never the samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from audiokit.dsp.loudness import (
+    QUARTERS_PER_BLOCK,
+    QUARTERS_PER_SHORT_TERM,
+    channel_weights,
+    energy_to_lufs,
+    integrated_loudness,
+    k_weighting_sos,
+    loudness_range,
+    oversampling_factor,
+    quarter_boundaries,
+    to_db,
+    true_peak_filter,
+)
+from audiokit.extractors.base import Extractor, key_columns, register
+from audiokit.store.arrays import numeric
+
+_TRUE_PEAK_CHUNK = 1024  # samples whose peak decides whether they are interpolated
+COLUMNS = ("integrated_lufs", "lra_lu", "sample_peak_dbfs", "true_peak_dbtp")
+
+
+@dataclass(frozen=True)
+class LoudnessParams:
+    pass
+
+
+class LoudnessMeter:
+    """BS.1770 meter over a stream of `(channels, n)` blocks at one rate.
+
+    `push` K-weights the block (filter state carried over), adds the weighted energy of every
+    quarter (100 ms) it completes and updates the sample and true peaks; the samples of an
+    unfinished quarter wait for the next block, so every quarter's sum is taken over the same
+    contiguous samples whatever the block sizes: blocks give the same figures as the whole file.
+    """
+
+    def __init__(self, channels: int, sample_rate: int):
+        from scipy.signal import sosfilt
+
+        self._sosfilt = sosfilt
+        self.channels = channels
+        self.sample_rate = sample_rate
+        self.sos = k_weighting_sos(sample_rate)
+        self.weights = channel_weights(channels)
+        self._k_state = np.zeros((self.sos.shape[0], channels, 2))
+        self._pending = np.zeros((channels, 0))  # K-weighted samples of the unfinished quarter
+        self._energies: list[np.ndarray] = []
+        self.quarters = 0  # complete quarters so far
+        self.samples = 0
+        self.sample_peak = 0.0
+        self.factor = oversampling_factor(sample_rate)
+        self.phases = true_peak_filter(self.factor).astype(np.float32) if self.factor > 1 else None
+        taps = 0 if self.phases is None else self.phases.shape[1]
+        self._tp_history = np.zeros((channels, max(taps - 1, 0)), dtype=np.float32)  # last inputs
+        self._tp_gain_bound = 0.0 if self.phases is None else float(np.abs(self.phases).sum(axis=1).max())
+        # windows (oldest sample first) @ kernel → one column per phase
+        self._tp_kernel = None if self.phases is None else np.ascontiguousarray(self.phases[:, ::-1].T)
+        self.true_peak = 0.0
+
+    def push(self, block: np.ndarray) -> None:
+        if block.shape[1] == 0:
+            return
+        x = np.asarray(block, dtype=np.float64)
+        self.samples += x.shape[1]
+        peak = float(np.abs(block).max())
+        self.sample_peak = max(self.sample_peak, peak)
+        self._true_peak(np.asarray(block, dtype=np.float32), peak)
+        weighted, self._k_state = self._sosfilt(self.sos, x, axis=-1, zi=self._k_state)
+        self._add_quarters(weighted)
+
+    def _add_quarters(self, weighted: np.ndarray) -> None:
+        buffer = np.concatenate([self._pending, weighted], axis=1) if self._pending.shape[1] else weighted
+        start = self.quarters * self.sample_rate // 10  # sample index where buffer begins
+        end = start + buffer.shape[1]
+        complete = (end * 10) // self.sample_rate - self.quarters  # quarters ending inside buffer
+        if complete > 0:
+            edges = quarter_boundaries(self.sample_rate, self.quarters + complete)[self.quarters :] - start
+            squares = buffer[:, : edges[-1]] ** 2
+            sums = np.add.reduceat(squares, edges[:-1], axis=1)  # (channels, complete)
+            self._energies.append(self.weights @ sums)
+            self.quarters += complete
+            buffer = buffer[:, edges[-1] :]
+        self._pending = np.array(buffer, copy=True)
+
+    def _true_peak(self, block: np.ndarray, sample_peak: float) -> None:
+        if self.phases is None:
+            self.true_peak = max(self.true_peak, sample_peak)
+            return
+        history = self._tp_history.shape[1]
+        signal = np.concatenate([self._tp_history, block], axis=1)
+        self._tp_history = np.array(signal[:, signal.shape[1] - history :], copy=True)
+        # Each interpolated sample is a weighted sum of `taps` inputs, so a stretch whose samples
+        # all lie below true_peak / max Σ|h| cannot raise the true peak: only the loudest
+        # stretches are interpolated, loudest first (the result is the same as filtering all).
+        count = block.shape[1]
+        chunks = -(-count // _TRUE_PEAK_CHUNK)
+        padded = np.zeros((self.channels, chunks * _TRUE_PEAK_CHUNK), dtype=np.float32)
+        np.abs(block, out=padded[:, :count])
+        chunk_peaks = padded.reshape(self.channels, chunks, _TRUE_PEAK_CHUNK).max(axis=(0, 2))
+        bound = self._tp_gain_bound * (1 + 1e-6)
+        kernel = self._tp_kernel
+        for chunk in np.argsort(-chunk_peaks, kind="stable"):
+            if chunk_peaks[chunk] * bound <= self.true_peak:
+                break
+            start = chunk * _TRUE_PEAK_CHUNK  # in `block`; signal[:, start] is `history` earlier
+            stop = min(start + _TRUE_PEAK_CHUNK, count) + history
+            windows = np.lib.stride_tricks.sliding_window_view(signal[:, start:stop], history + 1, axis=-1)
+            self.true_peak = max(self.true_peak, float(np.abs(windows @ kernel).max()))
+
+    def finish(self) -> None:
+        """The tail of the interpolation filter (the signal's end is followed by silence)."""
+        if self.phases is not None and self.samples:
+            tail = np.zeros((self.channels, self.phases.shape[1] - 1), dtype=np.float32)
+            self._true_peak(tail, float("inf"))
+
+    def quarter_energies(self) -> np.ndarray:
+        return np.concatenate(self._energies) if self._energies else np.zeros(0)
+
+    def quarter_lengths(self) -> np.ndarray:
+        return np.diff(quarter_boundaries(self.sample_rate, self.quarters))
+
+    def summary(self) -> dict[str, float | None]:
+        energies, lengths = self.quarter_energies(), self.quarter_lengths()
+        return {
+            "integrated_lufs": integrated_loudness(energies, lengths),
+            "lra_lu": loudness_range(energies, lengths),
+            "sample_peak_dbfs": to_db(self.sample_peak),
+            # The 48-tap filter's outputs fall between the input samples (offsets of 1/8, 3/8, …),
+            # so a crest on a sample could read up to 0.17 dB low without the samples themselves.
+            "true_peak_dbtp": to_db(max(self.true_peak, self.sample_peak)),
+        }
+
+
+@register
+class Loudness(Extractor):
+    name = "loudness"
+    table = "loudness"
+    description = (
+        "integrated loudness (ITU-R BS.1770-4), loudness range (EBU Tech 3342), sample and true peak "
+        "per file, on the native channels"
+    )
+    Params = LoudnessParams
+    native_channels = True
+    preload = ("scipy.signal",)
+
+    @property
+    def sample_rate(self) -> None:
+        return None
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            key_columns()
+            + [pa.field("channels", pa.int32(), nullable=False)]
+            + [pa.field(name, pa.float64()) for name in COLUMNS]
+        )
+
+    def start(self, channels: int, sample_rate: int) -> _LoudnessStream:
+        return _LoudnessStream(self, channels, sample_rate)
+
+
+class _LoudnessStream:
+    def __init__(self, extractor: Loudness, channels: int, sample_rate: int):
+        self.meter = LoudnessMeter(channels, sample_rate)
+        self.fields = [f for f in extractor.schema() if f.name != "file_id"]
+
+    def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
+        self.meter.push(block)
+        return []
+
+    def finish(self) -> list[pa.RecordBatch]:
+        self.meter.finish()
+        figures = self.meter.summary()
+        arrays = [numeric(np.zeros(1, dtype=np.int32)), numeric(np.array([self.meter.channels], dtype=np.int32))]
+        for name in COLUMNS:
+            value = figures[name]
+            valid = np.array([value is not None])
+            arrays.append(numeric(np.array([np.nan if value is None else value]), valid=valid))
+        return [pa.RecordBatch.from_arrays(arrays, schema=pa.schema(self.fields))]
+
+
+__all__ = ["COLUMNS", "Loudness", "LoudnessMeter", "energy_to_lufs", "QUARTERS_PER_BLOCK", "QUARTERS_PER_SHORT_TERM"]
