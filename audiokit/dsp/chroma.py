@@ -1,0 +1,123 @@
+"""Chroma from a power spectrogram, with librosa's definitions (`librosa.feature.chroma_stft`,
+`librosa.filters.chroma`, `librosa.estimate_tuning`), frames along the second-to-last axis.
+
+Tuning is estimated from the whole signal in two steps so that a stream can do it: `spectral_peaks`
+(piptrack's interpolated peaks, frame by frame) and, once every frame's peaks are known,
+`tuning_from_peaks` (median magnitude threshold, then a histogram of the pitch residuals).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PIPTRACK_FMIN = 150.0  # librosa.piptrack's defaults, as estimate_tuning uses them
+PIPTRACK_FMAX = 4000.0
+PIPTRACK_THRESHOLD = 0.1
+TUNING_RESOLUTION = 0.01
+
+
+def hz_to_octs(frequencies: np.ndarray, *, tuning: float = 0.0, bins_per_octave: int = 12) -> np.ndarray:
+    """Octaves above C0 (A4 = 440 Hz shifted by `tuning` fractions of a bin)."""
+    a440 = 440.0 * 2.0 ** (tuning / bins_per_octave)
+    return np.log2(np.asarray(frequencies, dtype=np.float64) / (a440 / 16.0))
+
+
+def _normalize_columns(weights: np.ndarray, norm: float) -> np.ndarray:
+    """Divide each column of `(rows, cols)` by its `norm` (`inf`, or p > 0); tiny columns stay."""
+    mag = np.abs(weights).astype(np.float64)
+    length = mag.max(axis=0, keepdims=True) if norm == np.inf else np.sum(mag**norm, axis=0, keepdims=True) ** (1.0 / norm)
+    length[length < np.finfo(weights.dtype).tiny] = 1.0
+    return weights / length
+
+
+def chroma_filterbank(
+    *,
+    sr: int,
+    n_fft: int,
+    n_chroma: int = 12,
+    tuning: float = 0.0,
+    ctroct: float = 5.0,
+    octwidth: float | None = 2.0,
+    base_c: bool = True,
+) -> np.ndarray:
+    """`(n_chroma, n_fft//2 + 1)` float32: each FFT bin spread over the chroma bins by a
+    Gaussian of its own width, columns of unit L2 norm, weighted by a Gaussian over octaves
+    (centre `ctroct`, width `octwidth`), rows starting at C when `base_c` (librosa's layout)."""
+    frequencies = np.arange(1, n_fft) * (sr / n_fft)
+    frqbins = n_chroma * hz_to_octs(frequencies, tuning=tuning, bins_per_octave=n_chroma)
+    # The 0 Hz bin is placed 1.5 octaves below bin 1 (half a turn of chroma away, broad).
+    frqbins = np.concatenate(([frqbins[0] - 1.5 * n_chroma], frqbins))
+    widths = np.concatenate((np.maximum(frqbins[1:] - frqbins[:-1], 1.0), [1.0]))
+    distance = frqbins[None, :] - np.arange(n_chroma, dtype=np.float64)[:, None]
+    half = np.round(n_chroma / 2.0)
+    # Wrapped to [-n_chroma/2, n_chroma/2); the 10 turns keep remainder's argument positive.
+    distance = np.remainder(distance + half + 10 * n_chroma, n_chroma) - half
+    weights = np.exp(-0.5 * (2.0 * distance / widths[None, :]) ** 2)
+    weights = _normalize_columns(weights, 2.0)
+    if octwidth is not None:
+        weights = weights * np.exp(-0.5 * ((frqbins / n_chroma - ctroct) / octwidth) ** 2)[None, :]
+    if base_c:
+        weights = np.roll(weights, -3 * (n_chroma // 12), axis=0)
+    return np.ascontiguousarray(weights[:, : n_fft // 2 + 1], dtype=np.float32)
+
+
+def normalize_frames(chroma: np.ndarray, norm: float | None) -> np.ndarray:
+    """Each frame (last axis) divided by its `norm` (inf = max, 1, 2); None leaves it; frames
+    whose norm is below float32's tiny stay as they are (librosa.util.normalize, fill=None)."""
+    if norm is None:
+        return chroma
+    mag = np.abs(chroma).astype(np.float64)
+    if norm == np.inf:
+        length = mag.max(axis=-1, keepdims=True)
+    else:
+        length = np.sum(mag**norm, axis=-1, keepdims=True) ** (1.0 / norm)
+    length[length < np.finfo(chroma.dtype).tiny] = 1.0
+    return (chroma / length).astype(chroma.dtype, copy=False)
+
+
+def spectral_peaks(power: np.ndarray, *, sr: int, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+    """librosa.piptrack's peaks (fmin 150 Hz, fmax 4 kHz, threshold 0.1 of each frame's max) of
+    `power [shape=(..., T, bins)]`: the interpolated frequency and magnitude of every peak, flat."""
+    S = power
+    gradient = np.gradient(S, axis=-1)
+    # Parabolic interpolation of each bin with its neighbours; 0 at the edges and where the
+    # vertex lies further than one bin away.
+    a = S[..., 2:].astype(np.float64) + S[..., :-2] - 2.0 * S[..., 1:-1]
+    b = (S[..., 2:].astype(np.float64) - S[..., :-2]) / 2.0
+    shift = np.zeros(S.shape, dtype=S.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a)
+    shift[..., 1:-1] = inner
+    skew = 0.5 * gradient * shift
+    freqs = np.arange(S.shape[-1]) * (sr / n_fft)
+    in_range = (PIPTRACK_FMIN <= freqs) & (freqs < min(PIPTRACK_FMAX, sr / 2.0))
+    floor = PIPTRACK_THRESHOLD * S.max(axis=-1, keepdims=True)
+    gated = S * (S > floor)
+    # Local maxima along frequency: above the left neighbour, not below the right (edge-padded).
+    left = np.concatenate([gated[..., :1], gated[..., :-1]], axis=-1)
+    right = np.concatenate([gated[..., 1:], gated[..., -1:]], axis=-1)
+    peaks = in_range & (gated > left) & (gated >= right)
+    index = np.nonzero(peaks)
+    pitch = ((index[-1] + shift[index]) * float(sr) / n_fft).astype(S.dtype)
+    magnitude = (S[index] + skew[index]).astype(S.dtype)
+    return pitch, magnitude
+
+
+def tuning_from_peaks(pitch: np.ndarray, magnitude: np.ndarray, *, bins_per_octave: int = 12) -> float:
+    """librosa.estimate_tuning from all of a signal's peaks: keep the peaks at or above the
+    median magnitude, and return the left edge of the most common residual bin (0.01 wide, in
+    fractions of a chroma bin)."""
+    positive = pitch > 0
+    threshold = np.median(magnitude[positive]) if positive.any() else 0.0
+    frequencies = pitch[(magnitude >= threshold) & positive]
+    frequencies = frequencies[frequencies > 0]
+    if frequencies.size == 0:
+        return 0.0
+    residual = np.mod(bins_per_octave * hz_to_octs(frequencies), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    edges = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / TUNING_RESOLUTION)) + 1)
+    counts, edges = np.histogram(residual, edges)
+    return float(edges[np.argmax(counts)])
+
+
+__all__ = ["chroma_filterbank", "hz_to_octs", "normalize_frames", "spectral_peaks", "tuning_from_peaks"]
