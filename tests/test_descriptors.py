@@ -1,0 +1,155 @@
+"""Chroma, MFCC deltas, per-file / per-segment summaries: librosa's and numpy's numbers, through
+the public API and the CLI, on audio generated in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from tests.conftest import run_json, write_audio
+
+SR = 22050
+
+
+def chords(sr: int, seconds: float, seed: int = 0, detune_cents: float = 0.0) -> np.ndarray:
+    """Triads with harmonics, a new chord every 0.4 s, slightly detuned: `(n,)` float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sr * seconds)) / sr
+    y = np.zeros_like(t)
+    for start in np.arange(0, seconds, 0.4):
+        part = (t >= start) & (t < start + 0.4)
+        root = 220.0 * 2 ** ((rng.integers(0, 12) + detune_cents / 100) / 12)
+        for ratio in (1.0, 2 ** (4 / 12), 2 ** (7 / 12)):
+            for k in range(1, 4):
+                y[part] += np.sin(2 * np.pi * root * ratio * k * t[part]) / k
+    y += 0.01 * rng.standard_normal(t.size)
+    return (0.1 * y).astype(np.float32)
+
+
+def frames_of(out: Path, table: str, column: str, relpath: str | None = None) -> np.ndarray:
+    files = ds.dataset(out / "files").to_table().to_pylist()
+    file_id = next(r["file_id"] for r in files if relpath is None or r["relpath"] == relpath)
+    rows = [r for r in ds.dataset(out / table).to_table().to_pylist() if r["file_id"] == file_id]
+    rows.sort(key=lambda r: (r["channel"], r["frame"]))
+    assert [r["frame"] for r in rows if r["channel"] == 0] == list(range(sum(r["channel"] == 0 for r in rows)))
+    return np.array([r[column] for r in rows], dtype=np.float32)
+
+
+def test_chroma_equals_librosa_and_blocks_equal_whole(tmp_path):
+    librosa = pytest.importorskip("librosa")
+    y = chords(SR, 12.0, detune_cents=20)
+    path = write_audio(tmp_path / "in" / "chords.flac", y[:, None], SR)
+    y_read, _ = librosa.load(str(path), sr=SR)
+    runs = {}
+    for block_seconds in (3600, 0.77):
+        out = tmp_path / f"out{block_seconds}"
+        code, summary, err = run_json(
+            "extract", str(path), "-o", str(out), "-x", "chroma", "--set", f"audio.block_seconds={block_seconds}"
+        )
+        assert code == 0, err
+        runs[block_seconds] = frames_of(out, "chroma", "chroma")
+    reference = librosa.feature.chroma_stft(y=y_read, sr=SR).T
+    assert abs(librosa.estimate_tuning(y=y_read, sr=SR)) > 0.1  # the file's tuning matters here
+    assert runs[3600].shape == reference.shape == (reference.shape[0], 12)
+    assert np.abs(runs[3600] - reference).max() <= 1e-4 * np.abs(reference).max()
+    assert np.array_equal(runs[3600], runs[0.77])
+
+
+def test_chroma_with_fixed_tuning_and_other_parameters(tmp_path):
+    librosa = pytest.importorskip("librosa")
+    y = chords(16000, 6.0, seed=4)
+    path = write_audio(tmp_path / "in" / "c.wav", y[:, None], 16000)
+    y_read, _ = librosa.load(str(path), sr=16000)
+    out = tmp_path / "out"
+    sets = {"sr": 16000, "n_fft": 1024, "hop_length": 256, "tuning": -0.2, "n_chroma": 24, "norm": 2, "octwidth": "none"}
+    args = [a for k, v in sets.items() for a in ("--set", f"chroma.{k}={v}")]
+    code, _, err = run_json("extract", str(path), "-o", str(out), "-x", "chroma", *args)
+    assert code == 0, err
+    ours = frames_of(out, "chroma", "chroma")
+    reference = librosa.feature.chroma_stft(
+        y=y_read, sr=16000, n_fft=1024, hop_length=256, tuning=-0.2, n_chroma=24, norm=2, octwidth=None
+    ).T
+    assert ours.shape == reference.shape
+    assert np.abs(ours - reference).max() <= 1e-4 * np.abs(reference).max()
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        {},  # librosa's defaults: the top_db floor holds rows until the file ends
+        {"top_db": "none", "delta_width": 5, "delta_mode": "nearest", "n_mfcc": 13},  # rows stream
+    ],
+)
+def test_mfcc_deltas_equal_librosa_across_block_edges(tmp_path, sets):
+    librosa = pytest.importorskip("librosa")
+    y = chords(SR, 9.0, seed=2)
+    path = write_audio(tmp_path / "in" / "d.flac", np.stack([y, 0.5 * y[::-1]], axis=1), SR)
+    stereo, _ = librosa.load(str(path), sr=SR, mono=False)
+    params = {"n_mfcc": 20, "top_db": 80.0, "delta_width": 9, "delta_mode": "interp", **sets}
+    top_db = None if params["top_db"] == "none" else params["top_db"]
+    columns = {}
+    for block_seconds in (3600, 0.3):
+        out = tmp_path / f"out{block_seconds}"
+        args = [a for k, v in {"deltas": 2, **sets}.items() for a in ("--set", f"mfcc.{k}={v}")]
+        code, _, err = run_json(
+            "extract", str(path), "-o", str(out), "-x", "mfcc", "--set", "audio.channels=each",
+            "--set", f"audio.block_seconds={block_seconds}", *args,
+        )
+        assert code == 0, err
+        columns[block_seconds] = {c: frames_of(out, "mfcc", c) for c in ("mfcc", "mfcc_delta", "mfcc_delta2")}
+    for name in ("mfcc", "mfcc_delta", "mfcc_delta2"):
+        assert np.array_equal(columns[3600][name], columns[0.3][name]), name
+    # Both channels in one librosa call, as audiokit floors them: top_db below the file's peak.
+    log_mel = librosa.power_to_db(librosa.feature.melspectrogram(y=stereo, sr=SR), top_db=top_db)
+    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=params["n_mfcc"])  # (2, n_mfcc, frames)
+    width, mode = params["delta_width"], params["delta_mode"]
+    expected = {
+        "mfcc": mfcc,
+        "mfcc_delta": librosa.feature.delta(mfcc, width=width, order=1, mode=mode),
+        "mfcc_delta2": librosa.feature.delta(mfcc, width=width, order=2, mode=mode),
+    }
+    for name, reference in expected.items():
+        reference = np.concatenate([reference[0].T, reference[1].T])  # rows channel-major
+        ours = columns[3600][name]
+        assert ours.shape == reference.shape
+        assert np.abs(ours - reference).max() <= 1e-4 * np.abs(reference).max(), name
+
+
+def test_deltas_of_a_file_shorter_than_their_width_are_nan(tmp_path):
+    path = write_audio(tmp_path / "in" / "short.wav", chords(SR, 0.1)[:, None], SR)  # 5 frames
+    out = tmp_path / "out"
+    code, summary, err = run_json("extract", str(path), "-o", str(out), "-x", "mfcc", "--set", "mfcc.deltas=1")
+    assert code == 0, err
+    mfcc, delta = frames_of(out, "mfcc", "mfcc"), frames_of(out, "mfcc", "mfcc_delta")
+    assert mfcc.shape[0] == 5 and np.isfinite(mfcc).all() and np.isnan(delta).all()
+
+
+def test_delta_and_chroma_parameters_are_checked_before_anything_is_written(tmp_path):
+    path = write_audio(tmp_path / "in" / "a.wav", chords(SR, 1.0)[:, None], SR)
+    for bad in ("mfcc.deltas=3", "mfcc.delta_width=8", "mfcc.delta_width=1", "mfcc.delta_mode=wrap",
+                "chroma.tuning=0.7", "chroma.norm=3", "chroma.n_chroma=0", "chroma.octwidth=0"):
+        out = tmp_path / bad.replace("=", "_")
+        code, _, err = run_json("extract", str(path), "-o", str(out), "-x", "mfcc,chroma", "--set", bad)
+        assert code == 2, (bad, err)
+        assert not out.exists() or not any(out.rglob("*.parquet"))
+
+
+def test_torch_backend_writes_the_same_deltas(tmp_path):
+    root = tmp_path / "in"
+    for i in range(2):
+        write_audio(root / f"{i}.wav", chords(SR, 2.0 + i, seed=i)[:, None], SR)
+    tables = {}
+    for backend in ("numpy", "torch"):
+        out = tmp_path / backend
+        code, _, err = run_json(
+            "extract", str(root), "-o", str(out), "-x", "mfcc", "--set", "mfcc.deltas=2", "--backend", backend,
+            "--device", "cpu",
+        )
+        assert code == 0, err
+        tables[backend] = ds.dataset(out / "mfcc").to_table().sort_by([("file_id", "ascending"), ("frame", "ascending")])
+    for name in ("mfcc", "mfcc_delta", "mfcc_delta2"):
+        a, b = (np.stack(tables[k][name].to_numpy(zero_copy_only=False)) for k in ("numpy", "torch"))
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), name
