@@ -153,3 +153,134 @@ def test_torch_backend_writes_the_same_deltas(tmp_path):
     for name in ("mfcc", "mfcc_delta", "mfcc_delta2"):
         a, b = (np.stack(tables[k][name].to_numpy(zero_copy_only=False)) for k in ("numpy", "torch"))
         assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), name
+
+
+# ---------------------------------------------------------------- summary
+
+STATS = ("mean", "std", "min", "max", "p10", "p50", "p90")
+
+
+def numpy_functionals(values: np.ndarray) -> dict[str, np.ndarray]:
+    """What the summary table must hold, computed with numpy from frame-table values."""
+    if values.shape[0] == 0:
+        return dict.fromkeys(STATS, np.full(values.shape[1:], np.nan))
+    return {
+        "mean": values.astype(np.float64).mean(axis=0),
+        "std": values.astype(np.float64).std(axis=0),
+        "min": values.min(axis=0),
+        "max": values.max(axis=0),
+        **dict(zip(("p10", "p50", "p90"), np.percentile(values, [10, 50, 90], axis=0))),
+    }
+
+
+def programme_stereo(sr: int) -> np.ndarray:
+    """Chords, 3 s of digital silence, chords; the right channel another chord sequence."""
+    silence = np.zeros(int(sr * 3.0), dtype=np.float32)
+    left = np.concatenate([chords(sr, 6.0), silence, chords(sr, 5.0, seed=1)])
+    right = np.concatenate([chords(sr, 4.0, seed=3), silence, chords(sr, 7.0, seed=5)])
+    return np.stack([left, 0.5 * right], axis=1)
+
+
+def check_summary(out: Path, frame_columns: dict[str, list[str]], per_segment: bool) -> int:
+    """Every summary value equals numpy's statistic of the frame tables (float32); returns the
+    number of segment rows checked."""
+    tables = {t: ds.dataset(out / t).to_table().to_pylist() for t in frame_columns}
+    summary = ds.dataset(out / "summary").to_table().to_pylist()
+    segments = ds.dataset(out / "segments").to_table().to_pylist() if per_segment else []
+    checked = 0
+    for file_id in {r["file_id"] for r in summary}:
+        rows = [r for r in summary if r["file_id"] == file_id]
+        for channel in {r["channel"] for r in rows}:
+            mine = [r for r in rows if r["channel"] == channel]
+            file_rows = [r for r in mine if r["segment_index"] is None]
+            assert len(file_rows) == 1
+            segment_rows = sorted((r for r in mine if r["segment_index"] is not None), key=lambda r: r["segment_index"])
+            expected_segments = sorted(
+                (s for s in segments if s["file_id"] == file_id and s["channel"] == channel), key=lambda s: s["start_s"]
+            )
+            # Per-segment rows cover exactly the segments table.
+            assert [(r["start_s"], r["end_s"], r["label"]) for r in segment_rows] == [
+                (s["start_s"], s["end_s"], s["label"]) for s in expected_segments
+            ]
+            assert [r["segment_index"] for r in segment_rows] == list(range(len(segment_rows)))
+            for table, columns in frame_columns.items():
+                frames = sorted(
+                    (r for r in tables[table] if r["file_id"] == file_id and r["channel"] == channel),
+                    key=lambda r: r["time_s"],
+                )
+                times = np.array([r["time_s"] for r in frames])
+                for column in columns:
+                    values = np.array([r[column] for r in frames], dtype=np.float32)
+                    spans = [(file_rows[0], np.ones(times.size, dtype=bool))]
+                    for i, r in enumerate(segment_rows):
+                        last = i == len(segment_rows) - 1
+                        inside = (times >= r["start_s"]) & ((times <= r["end_s"]) if last else (times < r["end_s"]))
+                        spans.append((r, inside))
+                    assert sum(inside.sum() for _, inside in spans[1:]) == (times.size if segment_rows else 0)
+                    for row, inside in spans:
+                        for stat, value in numpy_functionals(values[inside]).items():
+                            got = np.asarray(row[f"{table}.{column}.{stat}"], dtype=np.float32)
+                            want = np.asarray(value).astype(np.float32)
+                            assert got.shape == want.shape
+                            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6 * max(1.0, float(np.nanmax(np.abs(want), initial=0))))
+                    checked += len(spans) - 1
+    return checked
+
+
+def test_summary_equals_numpy_statistics_per_file_and_per_segment(tmp_path):
+    root = tmp_path / "in"
+    write_audio(root / "programme.flac", programme_stereo(SR), SR)
+    write_audio(root / "short.wav", chords(16000, 1.2, seed=7)[:, None], 16000)
+    out = tmp_path / "out"
+    code, summary, err = run_json(
+        "extract", str(root), "-o", str(out), "-x", "mfcc,spectral,chroma,segments,summary",
+        "--set", "mfcc.deltas=1", "--set", "audio.channels=each", "--set", "audio.block_seconds=2.5",
+    )
+    assert code == 0, err
+    schema = ds.dataset(out / "summary").schema
+    assert schema.field("mfcc.mfcc.mean").type.list_size == 20
+    assert str(schema.field("spectral.centroid.p90").type) == "float"
+    assert schema.field("chroma.chroma.std").type.list_size == 12
+    frame_columns = {
+        "mfcc": ["mfcc", "mfcc_delta"],
+        "spectral": ["centroid", "bandwidth", "rolloff", "flatness", "zcr", "rms"],
+        "chroma": ["chroma"],
+    }
+    segment_rows = check_summary(out, frame_columns, per_segment=True)
+    assert segment_rows >= 3 * 9  # programme: music / silence / music on each channel, 9 columns
+    # One row per file and channel, one per segment: nothing else.
+    segments = ds.dataset(out / "segments").to_table().num_rows
+    assert summary["tables"]["summary"] == 3 + segments
+
+
+def test_summary_without_segments_and_on_the_torch_backend(tmp_path):
+    root = tmp_path / "in"
+    for i in range(2):
+        write_audio(root / f"{i}.wav", chords(SR, 2.0 + i, seed=i)[:, None], SR)
+    for backend in ("numpy", "torch"):
+        out = tmp_path / backend
+        code, summary, err = run_json(
+            "extract", str(root), "-o", str(out), "-x", "logmel,spectral,summary", "--backend", backend, "--device", "cpu"
+        )
+        assert code == 0, err
+        assert summary["tables"]["summary"] == 2
+        rows = ds.dataset(out / "summary").to_table().to_pylist()
+        assert all(r["segment_index"] is None and r["label"] is None for r in rows)
+        check_summary(out, {"logmel": ["logmel"], "spectral": ["centroid", "rms"]}, per_segment=False)
+
+
+def test_incremental_runs_redo_the_summary_with_the_tables_it_reads(tmp_path):
+    root = tmp_path / "in"
+    for i in range(2):
+        write_audio(root / f"{i}.wav", chords(SR, 2.0, seed=i)[:, None], SR)
+    out = tmp_path / "out"
+    code, first, err = run_json("extract", str(root), "-o", str(out), "-x", "mfcc,summary")
+    assert code == 0 and first["processed"] == 2, err
+    code, again, err = run_json("extract", str(root), "-o", str(out), "-x", "mfcc,summary")
+    assert code == 0 and again["processed"] == 0 and again["skipped"] == 2, err
+    # A changed mfcc parameter changes the summary; the summary needs this run's mfcc rows.
+    code, changed, err = run_json("extract", str(root), "-o", str(out), "-x", "mfcc,summary", "--set", "mfcc.n_mfcc=13")
+    assert code == 0 and changed["processed"] == 2, err
+    assert changed["tables"] == {"mfcc": 2 * 87, "summary": 2}
+    assert ds.dataset(out / "summary").schema.field("mfcc.mfcc.mean").type.list_size == 13
+    check_summary(out, {"mfcc": ["mfcc"]}, per_segment=False)

@@ -219,8 +219,11 @@ class DecodingProcessor(FileProcessor):
         self.collectors: dict[int, tuple[_SignalCollector, int]] = {}
         self.window_sets: dict[str, _WindowCollector] = {}
         self.started: list[str] = []
+        # `summary` reads the frame rows in this worker, so with it in the chain the frame
+        # features are computed here too (numpy; the same rows within the backends' tolerance).
+        summarised = any(ext.consumes_rows for ext in self.extractors.values())
         for name, ext in list(self.extractors.items()):
-            if runs_on_device(ext):
+            if runs_on_device(ext) and not (summarised and isinstance(ext, FrameExtractor)):
                 self.extractors[name] = _Deferred(ext, self)
         self._whole_file: FileProcessor | None = None  # for files too long for the device
 
