@@ -8,7 +8,7 @@ named in the `AUDIOKIT_PLUGINS` environment variable (comma-separated), whose im
 import importlib
 import os
 
-from audiokit.extractors import chroma, embeddings, loudness, mel, segments, spectral, summary  # noqa: F401  (registration side effect)
+from audiokit.extractors import chroma, embeddings, loudness, mel, rhythm, segments, spectral, summary  # noqa: F401  (registration side effect)
 from audiokit.extractors.base import REGISTRY, Extractor, register
 
 __all__ = ["REGISTRY", "Extractor", "register"]
