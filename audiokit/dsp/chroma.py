@@ -77,29 +77,46 @@ def normalize_frames(chroma: np.ndarray, norm: float | None) -> np.ndarray:
 
 def spectral_peaks(power: np.ndarray, *, sr: int, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
     """librosa.piptrack's peaks (fmin 150 Hz, fmax 4 kHz, threshold 0.1 of each frame's max) of
-    `power [shape=(..., T, bins)]`: the interpolated frequency and magnitude of every peak, flat."""
+    `power [shape=(..., T, bins)]`: the interpolated frequency and magnitude of every peak, flat.
+
+    Peaks are local maxima along frequency (above the left neighbour, not below the right) of
+    the spectrum gated at the threshold; each is refined by a parabola through its neighbours
+    (no shift where the vertex lies over a bin away) and its magnitude raised by half the
+    gradient times that shift, as piptrack does everywhere before picking the peaks."""
+    freqs = np.arange(power.shape[-1]) * (sr / n_fft)
+    in_range = np.flatnonzero((PIPTRACK_FMIN <= freqs) & (freqs < min(PIPTRACK_FMAX, sr / 2.0)))
+    if in_range.size == 0:
+        return np.zeros(0, power.dtype), np.zeros(0, power.dtype)
+    lo, hi = int(in_range[0]), int(in_range[-1]) + 1
+    # Gate and compare only the bins in range and their neighbours.
+    a, b = max(lo - 1, 0), min(hi + 1, power.shape[-1])
+    window = power[..., a:b]
+    floor = PIPTRACK_THRESHOLD * power.max(axis=-1, keepdims=True)
+    gated = window * (window > floor)
+    centre = gated[..., lo - a : hi - a]
+    left = gated[..., lo - a - 1 : hi - a - 1] if lo > 0 else np.concatenate([gated[..., :1], gated[..., : hi - a - 1]], axis=-1)
+    if hi < power.shape[-1]:
+        right = gated[..., lo - a + 1 : hi - a + 1]
+    else:
+        right = np.concatenate([gated[..., lo - a + 1 :], gated[..., -1:]], axis=-1)
+    index = np.nonzero((centre > left) & (centre >= right))
+    bins = index[-1] + lo
+    lead = index[:-1]
     S = power
-    gradient = np.gradient(S, axis=-1)
-    # Parabolic interpolation of each bin with its neighbours; 0 at the edges and where the
-    # vertex lies further than one bin away.
-    a = S[..., 2:].astype(np.float64) + S[..., :-2] - 2.0 * S[..., 1:-1]
-    b = (S[..., 2:].astype(np.float64) - S[..., :-2]) / 2.0
-    shift = np.zeros(S.shape, dtype=S.dtype)
+    here = S[(*lead, bins)]
+    last = S.shape[-1] - 1
+    inner = (bins > 0) & (bins < last)
+    below = S[(*lead, np.maximum(bins - 1, 0))]
+    above = S[(*lead, np.minimum(bins + 1, last))]
+    curvature = above.astype(np.float64) + below - 2.0 * here
+    slope = (above.astype(np.float64) - below) / 2.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        inner = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a)
-    shift[..., 1:-1] = inner
-    skew = 0.5 * gradient * shift
-    freqs = np.arange(S.shape[-1]) * (sr / n_fft)
-    in_range = (PIPTRACK_FMIN <= freqs) & (freqs < min(PIPTRACK_FMAX, sr / 2.0))
-    floor = PIPTRACK_THRESHOLD * S.max(axis=-1, keepdims=True)
-    gated = S * (S > floor)
-    # Local maxima along frequency: above the left neighbour, not below the right (edge-padded).
-    left = np.concatenate([gated[..., :1], gated[..., :-1]], axis=-1)
-    right = np.concatenate([gated[..., 1:], gated[..., -1:]], axis=-1)
-    peaks = in_range & (gated > left) & (gated >= right)
-    index = np.nonzero(peaks)
-    pitch = ((index[-1] + shift[index]) * float(sr) / n_fft).astype(S.dtype)
-    magnitude = (S[index] + skew[index]).astype(S.dtype)
+        shift = np.where(inner & (np.abs(slope) < np.abs(curvature)), -slope / curvature, 0.0).astype(S.dtype)
+    # np.gradient: central differences inside, one-sided at the edges
+    gradient = np.where(bins == 0, above - here, np.where(bins == last, here - below, (above - below) / S.dtype.type(2)))
+    skew = S.dtype.type(0.5) * gradient.astype(S.dtype) * shift
+    pitch = ((bins + shift) * float(sr) / n_fft).astype(S.dtype)
+    magnitude = (here + skew).astype(S.dtype)
     return pitch, magnitude
 
 
