@@ -43,5 +43,5 @@ def test_readme_finds_the_loudest_and_the_fastest_tracks(tmp_path):
     assert namespace["fastest"].relpath.iloc[0] == "middle.flac"
     assert abs(namespace["fastest"].bpm.iloc[0] - 150.0) <= 0.04 * 150.0
     share = namespace["speech_share"]
-    assert set(share.index) == set(levels) and ((share >= 0) & (share <= 1)).all()
+    assert set(share.index) == {f"{name}.flac" for name in levels} and ((share >= 0) & (share <= 1)).all()
     assert "loud.flac" in printed.getvalue()  # DuckDB's table, loudest first
