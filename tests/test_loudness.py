@@ -200,3 +200,28 @@ def test_real_recordings_match_pyloudnorm_and_ffmpeg(tmp_path):
         ff = ebur128(path)
         assert abs(ours[path]["integrated_lufs"] - ff["I"]) <= 0.1, path
         assert abs(ours[path]["true_peak_dbtp"] - ff["TP"]) <= 0.2, path
+
+
+def test_momentary_and_short_term_loudness_every_100_ms(tmp_path):
+    # 10 s at -33 then 10 s at -23 dBFS (stereo, 48 kHz): Tech 3341's meters read the tones' levels.
+    data = sequence((-33, 10), (-23, 10))
+    path = write_float(tmp_path / "in" / "steps.wav", data)
+    tables = []
+    for block_seconds in (3600, 0.73):
+        out = tmp_path / f"out{block_seconds}"
+        result = audiokit.extract(
+            [str(path)], str(out), extractors=["loudness_frames", "summary"], workers=1,
+            overrides=[f"audio.block_seconds={block_seconds}"],
+        )
+        assert result.failed == 0
+        tables.append(ds.dataset(out / "loudness_frames").to_table().sort_by("frame").to_pydict())
+    rows = tables[0]
+    assert rows == tables[1]
+    assert rows["frame"] == list(range(200)) and np.allclose(rows["time_s"], np.arange(200) * 0.1)
+    momentary, short_term = np.array(rows["momentary_lufs"]), np.array(rows["short_term_lufs"])
+    assert np.abs(momentary[3:97] - -33).max() <= 0.1 and np.abs(momentary[103:198] - -23).max() <= 0.1
+    assert np.abs(short_term[16:85] - -33).max() <= 0.1 and np.abs(short_term[116:185] - -23).max() <= 0.1
+    # centred windows: the step shows up within half a window of 10 s
+    assert momentary[97] < -25 < momentary[103] and short_term[85] < -25 < short_term[115]
+    summary = ds.dataset(tmp_path / "out3600" / "summary").to_table().to_pylist()[0]
+    assert summary["loudness_frames.momentary_lufs.p90"] == pytest.approx(-23.0, abs=0.1)

@@ -220,4 +220,75 @@ class _LoudnessStream:
         return [pa.RecordBatch.from_arrays(arrays, schema=pa.schema(self.fields))]
 
 
-__all__ = ["COLUMNS", "Loudness", "LoudnessMeter", "energy_to_lufs", "QUARTERS_PER_BLOCK", "QUARTERS_PER_SHORT_TERM"]
+@dataclass(frozen=True)
+class LoudnessFramesParams:
+    pass
+
+
+_FRAME_ROWS_PER_BATCH = 36000  # an hour of rows
+
+
+@register
+class LoudnessFrames(Extractor):
+    """Momentary (400 ms) and short-term (3 s) loudness every 100 ms, on the native channels.
+
+    Row k is centred at k × 100 ms, as frame tables are: its windows are the quarters around
+    that time, with silence before the file's start and after its last whole quarter (as
+    librosa's `center=True` pads), divided by the windows' full length. Digital silence is -inf.
+    """
+
+    name = "loudness_frames"
+    table = "loudness_frames"
+    description = "momentary (400 ms) and short-term (3 s) loudness every 100 ms (BS.1770-4), native channels"
+    Params = LoudnessFramesParams
+    native_channels = True
+    preload = ("scipy.signal",)
+
+    @property
+    def sample_rate(self) -> None:
+        return None
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            key_columns()
+            + [pa.field("frame", pa.int64(), nullable=False), pa.field("time_s", pa.float64(), nullable=False)]
+            + [pa.field("momentary_lufs", pa.float32()), pa.field("short_term_lufs", pa.float32())]
+        )
+
+    def start(self, channels: int, sample_rate: int) -> _LoudnessFramesStream:
+        return _LoudnessFramesStream(self, channels, sample_rate)
+
+
+class _LoudnessFramesStream(_LoudnessStream):
+    def __init__(self, extractor: LoudnessFrames, channels: int, sample_rate: int):
+        super().__init__(extractor, channels, sample_rate)
+
+    def finish(self) -> list[pa.RecordBatch]:
+        energies = self.meter.quarter_energies()
+        count = energies.size
+        rate = self.meter.sample_rate
+        cumulative = np.concatenate([[0.0], np.cumsum(energies)])
+        batches = []
+        for first in range(0, count, _FRAME_ROWS_PER_BATCH):
+            frames = np.arange(first, min(count, first + _FRAME_ROWS_PER_BATCH), dtype=np.int64)
+            columns = []
+            for quarters in (QUARTERS_PER_BLOCK, QUARTERS_PER_SHORT_TERM):
+                low = np.clip(frames - quarters // 2, 0, count)
+                high = np.clip(frames + quarters - quarters // 2, 0, count)
+                mean_square = (cumulative[high] - cumulative[low]) / (quarters * rate / 10.0)
+                columns.append(energy_to_lufs(np.maximum(mean_square, 0.0)).astype(np.float32))
+            arrays = [
+                numeric(np.zeros(frames.size, dtype=np.int32)),
+                numeric(frames),
+                numeric(frames * 0.1),
+                numeric(columns[0]),
+                numeric(columns[1]),
+            ]
+            batches.append(pa.RecordBatch.from_arrays(arrays, schema=pa.schema(self.fields)))
+        return batches
+
+
+__all__ = [
+    "COLUMNS", "Loudness", "LoudnessFrames", "LoudnessMeter", "energy_to_lufs", "QUARTERS_PER_BLOCK",
+    "QUARTERS_PER_SHORT_TERM",
+]

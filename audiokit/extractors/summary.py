@@ -107,9 +107,10 @@ class Summary(Extractor):
         """Whether `summary` needs the rows of extractor class `cls` from the same run (frame
         tables and segments): an incremental run that redoes one redoes the other."""
         from audiokit.extractors.frames import FrameExtractor
+        from audiokit.extractors.loudness import LoudnessFrames
         from audiokit.extractors.segments import _SegmenterBase
 
-        return issubclass(cls, (FrameExtractor, _SegmenterBase))
+        return issubclass(cls, (FrameExtractor, _SegmenterBase, LoudnessFrames))
 
     @property
     def sample_rate(self) -> None:
