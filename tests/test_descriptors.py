@@ -284,3 +284,15 @@ def test_incremental_runs_redo_the_summary_with_the_tables_it_reads(tmp_path):
     assert changed["tables"] == {"mfcc": 2 * 87, "summary": 2}
     assert ds.dataset(out / "summary").schema.field("mfcc.mfcc.mean").type.list_size == 13
     check_summary(out, {"mfcc": ["mfcc"]}, per_segment=False)
+
+
+def test_a_file_too_short_for_a_frame_still_gets_its_summary_row(tmp_path):
+    path = write_audio(tmp_path / "in" / "tiny.wav", chords(SR, 0.02)[:, None], SR)  # 441 samples
+    out = tmp_path / "out"
+    code, summary, err = run_json(
+        "extract", str(path), "-o", str(out), "-x", "spectral,summary", "--set", "spectral.center=false"
+    )
+    assert code == 0, err
+    assert summary["tables"].get("spectral", 0) == 0 and summary["tables"]["summary"] == 1
+    row = ds.dataset(out / "summary").to_table().to_pylist()[0]
+    assert row["channel"] == 0 and np.isnan(row["spectral.rms.mean"])

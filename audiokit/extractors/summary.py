@@ -208,7 +208,8 @@ class SummaryStream:
                 spool.close()
 
     def _rows(self) -> list[pa.RecordBatch]:
-        channels = sorted({key[-1] for key in self.times} | {s["channel"] for s in self.segments})
+        # A file too short for any frame still gets its row (of NaN), on channel 0.
+        channels = sorted({key[-1] for key in self.times} | {s["channel"] for s in self.segments}) or [0]
         # Row descriptors: (channel, segment_index, label, start_s, end_s); per file first.
         rows = [(c, None, None, None, None) for c in channels]
         per_channel: dict[int, int] = {}
@@ -218,8 +219,6 @@ class SummaryStream:
             per_channel[s["channel"]] = index + 1
             rows.append((s["channel"], index, s["label"], s["start_s"], s["end_s"]))
         last_of_channel = {s["channel"]: s["end_s"] for s in ordered}
-        if not rows:
-            return []
         stats: dict[str, list] = {}
         for spec in self.extractor.columns:
             width = 1 if spec.size is None else spec.size
