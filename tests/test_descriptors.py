@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from tests.conftest import run_json, write_audio
+from tests.conftest import SHARED_DATA, run_json, write_audio
 
 SR = 22050
 
@@ -296,3 +296,36 @@ def test_a_file_too_short_for_a_frame_still_gets_its_summary_row(tmp_path):
     assert summary["tables"].get("spectral", 0) == 0 and summary["tables"]["summary"] == 1
     row = ds.dataset(out / "summary").to_table().to_pylist()[0]
     assert row["channel"] == 0 and np.isnan(row["spectral.rms.mean"])
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+def test_chroma_and_deltas_match_librosa_on_real_recordings(tmp_path):
+    librosa = pytest.importorskip("librosa")
+    from scripts.check_parity import pick_files
+
+    files = [p for p in pick_files(str(SHARED_DATA), 1) if librosa.get_duration(path=p) >= 1.0][:8]
+    listing = tmp_path / "files.txt"
+    listing.write_text("\n".join(files) + "\n")
+    out = tmp_path / "out"
+    code, _, err = run_json("extract", "--files-from", str(listing), "-o", str(out), "-x", "mfcc,chroma", "--set", "mfcc.deltas=2")
+    assert code == 0, err
+    ids = {r["path"]: r["file_id"] for r in ds.dataset(out / "files").to_table().to_pylist()}
+    tables = {t: ds.dataset(out / t).to_table() for t in ("mfcc", "chroma")}
+    for path in files:
+        y, _ = librosa.load(path, sr=SR)
+        mfcc = librosa.feature.mfcc(y=y, sr=SR)
+        chroma = librosa.feature.chroma_stft(y=y, sr=SR)
+        power = (np.abs(librosa.stft(y)) ** 2).sum(axis=0)
+        audible = power >= power.max() * 1e-12  # frames of numerical dust: see check_parity.py
+        for table, column, reference in (
+            ("mfcc", "mfcc_delta", librosa.feature.delta(mfcc)),
+            ("mfcc", "mfcc_delta2", librosa.feature.delta(mfcc, order=2)),
+            ("chroma", "chroma", chroma),
+        ):
+            rows = tables[table].filter(ds.field("file_id") == ids[path]).sort_by("frame")
+            ours = np.stack(rows[column].to_numpy(zero_copy_only=False))
+            assert ours.shape == reference.T.shape, (path, column)
+            if column == "chroma":
+                ours, reference = ours[audible], reference[:, audible]
+            assert np.abs(ours - reference.T).max() <= 1e-4 * np.abs(reference).max(), (path, column)
