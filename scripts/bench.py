@@ -319,17 +319,23 @@ def write_long_flac(path: str, hours: float) -> None:
 
 
 def memory(args) -> dict:
+    """Peak RSS on long files (`--hours`, default 1 and 10), `-x mfcc,spectral` or `-x CHAIN`."""
     out = {}
     os.makedirs(args.long_dir, exist_ok=True)
+    chain = args.extractors or "mfcc,spectral"
+    lengths = [float(h) for h in args.hours.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        for hours in (1, 10):
+        for hours in lengths:
+            hours = int(hours) if hours == int(hours) else hours
             path = os.path.join(args.long_dir, f"long_{hours}h.flac")
             write_long_flac(path, hours)
-            wall, rss, proc = timed_subprocess(audiokit_cmd([path], os.path.join(tmp, f"o{hours}"), 1, ("-x", "mfcc,spectral")))
+            wall, rss, proc = timed_subprocess(audiokit_cmd([path], os.path.join(tmp, f"o{hours}"), 1, ("-x", chain)))
             assert proc.returncode == 0, proc.stderr
             out[f"{hours}h"] = {"peak_rss_mb": round(rss / 1e6), "wall_s": round(wall, 1), "realtime": round(hours * 3600 / wall, 1)}
             print(f"  {hours} h: peak RSS {rss / 1e6:.0f} MB, {wall:.1f} s", flush=True)
-    out["growth_10h_over_1h"] = round(out["10h"]["peak_rss_mb"] / out["1h"]["peak_rss_mb"] - 1, 3)
+    first, last = (f"{int(h) if h == int(h) else h}h" for h in (lengths[0], lengths[-1]))
+    out["chain"] = chain
+    out[f"growth_{last}_over_{first}"] = round(out[last]["peak_rss_mb"] / out[first]["peak_rss_mb"] - 1, 3)
     return out
 
 
@@ -500,6 +506,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="run the 1 h / 10 h memory test instead")
+    parser.add_argument("--hours", default="1,10", help="--memory: lengths of the long files, hours")
     parser.add_argument("--long-dir", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-long"))
     parser.add_argument("--one-core", action="store_true", help="per-core cost of the three pipelines, in process")
     parser.add_argument("--profile", action="store_true", help="where a worker's time goes, by stage (cProfile)")
