@@ -39,7 +39,7 @@ def frames_of(out: Path, table: str, column: str, relpath: str | None = None) ->
 
 
 def test_chroma_equals_librosa_and_blocks_equal_whole(tmp_path):
-    librosa = pytest.importorskip("librosa")
+    import librosa
     y = chords(SR, 12.0, detune_cents=20)
     path = write_audio(tmp_path / "in" / "chords.flac", y[:, None], SR)
     y_read, _ = librosa.load(str(path), sr=SR)
@@ -59,7 +59,7 @@ def test_chroma_equals_librosa_and_blocks_equal_whole(tmp_path):
 
 
 def test_chroma_with_fixed_tuning_and_other_parameters(tmp_path):
-    librosa = pytest.importorskip("librosa")
+    import librosa
     y = chords(16000, 6.0, seed=4)
     path = write_audio(tmp_path / "in" / "c.wav", y[:, None], 16000)
     y_read, _ = librosa.load(str(path), sr=16000)
@@ -84,7 +84,7 @@ def test_chroma_with_fixed_tuning_and_other_parameters(tmp_path):
     ],
 )
 def test_mfcc_deltas_equal_librosa_across_block_edges(tmp_path, sets):
-    librosa = pytest.importorskip("librosa")
+    import librosa
     y = chords(SR, 9.0, seed=2)
     path = write_audio(tmp_path / "in" / "d.flac", np.stack([y, 0.5 * y[::-1]], axis=1), SR)
     stereo, _ = librosa.load(str(path), sr=SR, mono=False)
@@ -301,7 +301,8 @@ def test_a_file_too_short_for_a_frame_still_gets_its_summary_row(tmp_path):
 @pytest.mark.shared_data
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 def test_chroma_and_deltas_match_librosa_on_real_recordings(tmp_path):
-    librosa = pytest.importorskip("librosa")
+    import librosa
+
     from scripts.check_parity import pick_files
 
     files = [p for p in pick_files(str(SHARED_DATA), 1) if librosa.get_duration(path=p) >= 1.0][:8]

@@ -24,7 +24,7 @@ def rhythm_rows(out: Path) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
 
 
 def test_tempo_and_beats_equal_librosa_beat_track(tmp_path):
-    librosa = pytest.importorskip("librosa")
+    import librosa
     rng = np.random.default_rng(5)
     root = tmp_path / "in"
     truth = {}
@@ -66,7 +66,7 @@ def test_rhythm_parameters_are_checked(tmp_path):
 @pytest.mark.shared_data
 @pytest.mark.skipif(not (SHARED_DATA / "madmom").is_dir(), reason="needs ../shared/data")
 def test_madmom_sample_matches_librosa(tmp_path):
-    librosa = pytest.importorskip("librosa")
+    import librosa
     path = SHARED_DATA / "madmom" / "tests" / "data" / "audio" / "sample.wav"
     out = tmp_path / "out"
     code, _, err = run_json("extract", str(path), "-o", str(out), "-x", "tempo,beats")
