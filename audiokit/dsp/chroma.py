@@ -124,17 +124,56 @@ def tuning_from_peaks(pitch: np.ndarray, magnitude: np.ndarray, *, bins_per_octa
     """librosa.estimate_tuning from all of a signal's peaks: keep the peaks at or above the
     median magnitude, and return the left edge of the most common residual bin (0.01 wide, in
     fractions of a chroma bin)."""
-    positive = pitch > 0
-    threshold = np.median(magnitude[positive]) if positive.any() else 0.0
-    frequencies = pitch[(magnitude >= threshold) & positive]
-    frequencies = frequencies[frequencies > 0]
-    if frequencies.size == 0:
-        return 0.0
-    residual = np.mod(bins_per_octave * hz_to_octs(frequencies), 1.0)
-    residual[residual >= 0.5] -= 1.0
+    return tuning_from_peak_chunks(lambda: iter([(pitch, magnitude)]), bins_per_octave=bins_per_octave)
+
+
+def _sortable(values: np.ndarray) -> np.ndarray:
+    """float32 → uint32 keys in the same order (negative values flipped)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    return np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+
+
+def _median_of_chunks(chunks, count: int) -> np.float32:
+    """np.median of the float32 values the `chunks()` passes yield, holding one chunk at a
+    time: a histogram of the values' top 16 bits finds the middle ranks, a second pass keeps
+    the values of those bins only."""
+    ranks = ((count - 1) // 2, count // 2)
+    histogram = np.zeros(1 << 16, dtype=np.int64)
+    for values in chunks():
+        histogram += np.bincount(_sortable(values) >> 16, minlength=1 << 16)
+    below = np.concatenate([[0], np.cumsum(histogram)])
+    bins = [int(np.searchsorted(below, r, side="right")) - 1 for r in ranks]
+    kept = [v[np.isin(_sortable(v) >> 16, bins)] for v in chunks()]
+    kept = np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.float32)
+    first = int(below[min(bins)])
+    middle = kept[[r - first for r in ranks]]
+    return np.mean(middle.astype(np.float32))  # as np.median: the mean of the middle two
+
+
+def tuning_from_peak_chunks(chunks, *, bins_per_octave: int = 12) -> float:
+    """`tuning_from_peaks` over peaks that come in chunks: `chunks()` starts a new pass over
+    (pitch, magnitude) pairs; three passes, one chunk in memory at a time."""
+    count = sum(int((p > 0).sum()) for p, _ in chunks())
+    if count == 0:
+        threshold = np.float32(0.0)
+    else:
+        threshold = _median_of_chunks(lambda: (m[p > 0] for p, m in chunks()), count)
     edges = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / TUNING_RESOLUTION)) + 1)
-    counts, edges = np.histogram(residual, edges)
+    counts = np.zeros(edges.size - 1, dtype=np.int64)
+    found = False
+    for pitch, magnitude in chunks():
+        frequencies = pitch[(magnitude >= threshold) & (pitch > 0)]
+        if frequencies.size == 0:
+            continue
+        found = True
+        residual = np.mod(bins_per_octave * hz_to_octs(frequencies), 1.0)
+        residual[residual >= 0.5] -= 1.0
+        counts += np.histogram(residual, edges)[0]
+    if not found:
+        return 0.0
     return float(edges[np.argmax(counts)])
 
 
-__all__ = ["chroma_filterbank", "hz_to_octs", "normalize_frames", "spectral_peaks", "tuning_from_peaks"]
+__all__ = [
+    "chroma_filterbank", "hz_to_octs", "normalize_frames", "spectral_peaks", "tuning_from_peak_chunks", "tuning_from_peaks",
+]

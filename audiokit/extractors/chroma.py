@@ -3,8 +3,9 @@
 With `tuning = none` (librosa's default) the tuning is estimated from the whole file, as librosa
 does, before any chroma can be computed: the stream keeps each block's power spectrum in a
 temporary file (memory stays bounded; disk use is 4 × (n_fft/2 + 1) bytes per frame, ~640 MB per
-hour of audio at the defaults) and the spectral peaks that the estimate needs, and writes every
-row at the end of the file. A fixed `tuning` streams rows block by block.
+hour of audio at the defaults) and the spectral peaks that the estimate needs (read back a block
+at a time: the median magnitude is found in two passes), and writes every row at the end of the
+file. A fixed `tuning` streams rows block by block.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from audiokit.dsp import frame, stft_window
-from audiokit.dsp.chroma import chroma_filterbank, normalize_frames, spectral_peaks, tuning_from_peaks
+from audiokit.dsp.chroma import chroma_filterbank, normalize_frames, spectral_peaks, tuning_from_peak_chunks
 from audiokit.dsp.spectrum import power_spectrum
 from audiokit.extractors.base import param, register, vector_type
 from audiokit.extractors.frames import FrameExtractor, FrameStream, _PeakFloorSpool
@@ -107,10 +108,13 @@ class _TuningStream(FrameStream):
     def finish(self) -> Iterator[pa.RecordBatch]:
         yield from self._emit([f.finish() for f in self.framers])
         ext = self.extractor
-        pitch = np.concatenate(list(self.peak_pitch.arrays()) or [np.zeros(0, np.float32)])
-        magnitude = np.concatenate(list(self.peak_magnitude.arrays()) or [np.zeros(0, np.float32)])
-        tuning = tuning_from_peaks(pitch, magnitude, bins_per_octave=ext.params.n_chroma)
-        del pitch, magnitude
+
+        def peaks():  # one pass over the spooled peaks, a block's at a time
+            return zip(self.peak_pitch.arrays(close=False), self.peak_magnitude.arrays(close=False))
+
+        tuning = tuning_from_peak_chunks(peaks, bins_per_octave=ext.params.n_chroma)
+        self.peak_pitch.close()
+        self.peak_magnitude.close()
         for power in self.spectra.arrays():
             yield from self._out(ext.chroma(power, tuning))
 

@@ -115,12 +115,17 @@ class _PeakFloorSpool:
         for data in self.arrays():
             yield np.maximum(data, floor)
 
-    def arrays(self) -> Iterable[np.ndarray]:
-        """The arrays added, in order, as they were; then the spool is closed."""
+    def arrays(self, close: bool = True) -> Iterable[np.ndarray]:
+        """The arrays added, in order, as they were; then the spool is closed (unless `close`
+        is false: another pass may follow)."""
         self._file.seek(0)
         for shape in self._shapes:
             count = int(np.prod(shape))
             yield np.frombuffer(self._file.read(count * 4), dtype=np.float32).reshape(shape)
+        if close:
+            self._file.close()
+
+    def close(self) -> None:
         self._file.close()
 
 

@@ -10,7 +10,8 @@ float column of it, it writes the mean, standard deviation, minimum, maximum and
 on its end).
 
 Memory stays bounded: a file's frame values go to temporary files (disk), and the statistics
-are computed one vector component at a time (a 10-hour file at librosa's hop: ~6 MB each).
+are computed one vector component at a time, read back in chunks (a 10-hour file at librosa's
+hop: ~6 MB each).
 Means and standard deviations are computed in float64 (numpy's `mean`/`std`, population
 std), percentiles with numpy's linear interpolation; all are written as float32.
 """
@@ -27,6 +28,7 @@ from audiokit.extractors.base import Extractor, key_columns, register, vector_ar
 from audiokit.store.arrays import numeric, strings
 
 STATS = ("mean", "std", "min", "max", "p10", "p50", "p90")
+_READ_ROWS = 1 << 16  # rows read back at a time
 SEGMENT_TABLE = "segments"
 
 
@@ -145,11 +147,17 @@ class _Spool:
         self.file.write(np.ascontiguousarray(values, dtype=self.dtype).tobytes())
         self.rows += values.shape[0]
 
-    def matrix(self) -> np.ndarray:
+    def component(self, index: int) -> np.ndarray:
+        """Column `index` of the rows, `(n,)`, read back a chunk of rows at a time (a memory
+        map would keep the whole file's pages in the process)."""
         self.file.flush()
-        if self.rows == 0:
-            return np.zeros((0, self.width), dtype=self.dtype)
-        return np.memmap(self.file, dtype=self.dtype, mode="r", shape=(self.rows, self.width))
+        self.file.seek(0)
+        out = np.empty(self.rows, dtype=self.dtype)
+        for start in range(0, self.rows, _READ_ROWS):
+            count = min(_READ_ROWS, self.rows - start)
+            chunk = np.fromfile(self.file, dtype=self.dtype, count=count * self.width).reshape(count, self.width)
+            out[start : start + count] = chunk[:, index]
+        return out
 
     def close(self) -> None:
         self.file.close()
@@ -228,7 +236,7 @@ class SummaryStream:
                 spool = self.values.get((spec.table, spec.column, c))
                 if spool is None:
                     continue
-                times = self.times[(spec.table, c)].matrix()[:, 0]
+                times = self.times[(spec.table, c)].component(0)
                 spans = []  # (row number, first frame, stop frame)
                 for i, (channel, index, _label, start_s, end_s) in enumerate(rows):
                     if channel != c:
@@ -238,9 +246,8 @@ class SummaryStream:
                     else:
                         side = "right" if end_s == last_of_channel[c] else "left"
                         spans.append((i, int(np.searchsorted(times, start_s, "left")), int(np.searchsorted(times, end_s, side))))
-                matrix = spool.matrix()
                 for d in range(width):
-                    component = np.array(matrix[:, d])  # one component in memory at a time
+                    component = spool.component(d)  # one component in memory at a time
                     for i, first, stop in spans:
                         for stat, value in functionals(component[first:stop]).items():
                             stats[f"{spec.table}.{spec.column}.{stat}"][i][d] = value
