@@ -29,14 +29,26 @@ from audiokit.dsp.loudness import (
 from audiokit.extractors.base import Extractor, key_columns, register
 from audiokit.store.arrays import numeric
 
-_TRUE_PEAK_CHUNK = 1024  # samples whose peak decides whether they are interpolated
-_TRUE_PEAK_SPAN = 8192  # samples interpolated per matrix product (stays in cache)
+_TRUE_PEAK_CHUNK = 64  # samples whose peak decides whether they are interpolated
+_TRUE_PEAK_GROUP = 128  # stretches interpolated per matrix product (stays in cache)
 COLUMNS = ("integrated_lufs", "lra_lu", "sample_peak_dbfs", "true_peak_dbtp")
 
 
 @dataclass(frozen=True)
 class LoudnessParams:
     pass
+
+
+def _quarter_sums(weighted: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Σ x² (float64) of each stretch edges[i]..edges[i+1] of `(channels, n)`: `(channels, k)`.
+    Quarters of one length (the rate a multiple of 10 Hz) are rows of a reshape, summed
+    pairwise along contiguous rows, so a quarter's sum does not depend on the block it came in."""
+    squares = np.square(weighted, dtype=np.float64)
+    lengths = np.diff(edges)
+    if lengths.size and (lengths == lengths[0]).all():
+        channels = squares.shape[0]
+        return squares.reshape(channels, lengths.size, int(lengths[0])).sum(axis=-1)
+    return np.add.reduceat(squares, edges[:-1], axis=1)
 
 
 class LoudnessMeter:
@@ -95,11 +107,10 @@ class LoudnessMeter:
         sums = []
         if self._pending.shape[1]:
             head = np.concatenate([self._pending, weighted[:, : edges[1]]], axis=1)
-            sums.append(np.add.reduceat(np.square(head), [0], axis=1, dtype=np.float64))
+            sums.append(_quarter_sums(head, np.array([0, head.shape[1]])))
             edges = edges[1:]
         if edges.size > 1:
-            squares = np.square(weighted[:, edges[0] : edges[-1]])  # float32, summed in float64
-            sums.append(np.add.reduceat(squares, edges[:-1] - edges[0], axis=1, dtype=np.float64))
+            sums.append(_quarter_sums(weighted[:, edges[0] : edges[-1]], edges - edges[0]))
         self._energies.append(self.weights @ np.concatenate(sums, axis=1))
         self.quarters += complete
         self._pending = np.array(weighted[:, edges[-1] :], copy=True)
@@ -114,41 +125,45 @@ class LoudnessMeter:
         signal = np.concatenate([self._tp_history, block], axis=1)
         self._tp_history = np.array(signal[:, signal.shape[1] - history :], copy=True)
         # Each interpolated sample is a weighted sum of `taps` inputs, so a stretch whose inputs
-        # all lie below true_peak / max Σ|h| cannot raise the true peak. Chunks are interpolated
-        # only if they could, the loudest first (it raises the bar for the others); the result
-        # is the same as interpolating everything.
+        # all lie below true_peak / max Σ|h| cannot raise the true peak. Stretches of
+        # _TRUE_PEAK_CHUNK samples are interpolated only if they could, the loudest first (it
+        # raises the bar for the others); the result is the same as interpolating everything.
         count = block.shape[1]
-        chunks = -(-count // _TRUE_PEAK_CHUNK)
-        padded = np.zeros((self.channels, chunks * _TRUE_PEAK_CHUNK), dtype=np.float32)
-        np.abs(block, out=padded[:, :count])
-        own = padded.reshape(self.channels, chunks, _TRUE_PEAK_CHUNK).max(axis=(0, 2))
+        magnitude = np.abs(block[0])
+        for channel in block[1:]:
+            np.maximum(magnitude, np.abs(channel), out=magnitude)
+        whole = count // _TRUE_PEAK_CHUNK
+        own = magnitude[: whole * _TRUE_PEAK_CHUNK].reshape(whole, _TRUE_PEAK_CHUNK).max(axis=1)
+        if count > whole * _TRUE_PEAK_CHUNK:
+            own = np.append(own, magnitude[whole * _TRUE_PEAK_CHUNK :].max())
         sample_peak = float(own.max())
-        before = np.empty_like(own)  # the inputs a chunk's first windows reach back to
+        before = np.empty_like(own)  # the inputs a stretch's first windows reach back to
         before[0] = float(np.abs(signal[:, :history]).max())
         before[1:] = own[:-1]
         reach = np.maximum(own, before)
         bound = self._tp_gain_bound * (1 + 1e-6)
         loudest = int(np.argmax(reach))
         if reach[loudest] * bound > self.true_peak:
-            self._interpolate(signal, loudest * _TRUE_PEAK_CHUNK, min(count, (loudest + 1) * _TRUE_PEAK_CHUNK))
+            self._interpolate(signal, np.array([loudest]), count)
         todo = np.flatnonzero(reach * bound > self.true_peak)
         todo = todo[todo != loudest]
-        if todo.size == 0:
-            return sample_peak
-        breaks = np.flatnonzero(np.diff(todo) > 1) + 1
-        for run in np.split(todo, breaks):  # consecutive chunks at once
-            first, last = int(run[0]) * _TRUE_PEAK_CHUNK, min(count, (int(run[-1]) + 1) * _TRUE_PEAK_CHUNK)
-            for a in range(first, last, _TRUE_PEAK_SPAN):
-                self._interpolate(signal, a, min(last, a + _TRUE_PEAK_SPAN))
+        for first in range(0, todo.size, _TRUE_PEAK_GROUP):
+            self._interpolate(signal, todo[first : first + _TRUE_PEAK_GROUP], count)
         return sample_peak
 
-    def _interpolate(self, signal: np.ndarray, start: int, stop: int) -> None:
-        """Raise the true peak with the interpolated samples around block samples start..stop
-        (`signal` holds `history` older samples first)."""
+    def _interpolate(self, signal: np.ndarray, chunks: np.ndarray, count: int) -> None:
+        """Raise the true peak with the interpolated samples of the given stretches of the
+        block (`signal` holds `history` older samples first; the block has `count`)."""
         history = self._tp_history.shape[1]
-        windows = np.lib.stride_tricks.sliding_window_view(signal[:, start : stop + history], history + 1, axis=-1)
-        values = windows @ self._tp_kernel
-        self.true_peak = max(self.true_peak, float(values.max()), -float(values.min()))
+        starts = chunks * _TRUE_PEAK_CHUNK
+        offsets = np.arange(_TRUE_PEAK_CHUNK + history)
+        index = np.minimum(starts[:, None] + offsets[None, :], signal.shape[1] - 1)
+        stretches = signal[:, index]  # (channels, stretches, chunk + history)
+        windows = np.lib.stride_tricks.sliding_window_view(stretches, history + 1, axis=-1)
+        values = windows @ self._tp_kernel  # (channels, stretches, chunk, phases)
+        inside = (starts[:, None] + offsets[None, :_TRUE_PEAK_CHUNK]) < count  # the last stretch may be short
+        values = np.abs(values) * inside[None, :, :, None]
+        self.true_peak = max(self.true_peak, float(values.max()))
 
     def finish(self) -> None:
         """The tail of the interpolation filter (the signal's end is followed by silence)."""
