@@ -175,6 +175,13 @@ class Config:
             "params": dataclasses.asdict(self.params[name]),
             "channels": self.audio.channels,
         }
+        cls = REGISTRY[name]
+        if cls.consumes_rows:  # its rows change with those of the extractors it reads
+            payload["reads"] = {
+                other: self.extractor_hash(other)
+                for other in self.chain
+                if other != name and not REGISTRY[other].consumes_rows and cls.reads(REGISTRY[other])
+            }
         return _digest(payload)
 
     @property

@@ -71,7 +71,7 @@ def plan(
         if force:
             result.tasks.append(Task(f, config.chain, other, tuple(sorted(chain_tables))))
             continue
-        needed = tuple(n for n in config.chain if entries[n] not in done)
+        needed = _with_rows_read(config, tuple(n for n in config.chain if entries[n] not in done))
         if not needed or (row["status"] == "error" and not retry_failed):
             result.skipped.append(f)
             continue
@@ -79,6 +79,17 @@ def plan(
         tables = tuple(sorted(REGISTRY[n].table for n in needed))
         result.tasks.append(Task(f, needed, keep, tables))
     return result
+
+
+def _with_rows_read(config: Config, needed: tuple[str, ...]) -> tuple[str, ...]:
+    """`needed` plus, for a `consumes_rows` extractor among them (summary), the extractors whose
+    rows it reads in the same run; in chain order."""
+    wanted = set(needed)
+    for name in needed:
+        cls = REGISTRY[name]
+        if cls.consumes_rows:
+            wanted |= {o for o in config.chain if o != name and not REGISTRY[o].consumes_rows and cls.reads(REGISTRY[o])}
+    return tuple(n for n in config.chain if n in wanted)
 
 
 class FileProcessor:
@@ -90,6 +101,9 @@ class FileProcessor:
         self.extractors: dict[str, Extractor] = {
             name: REGISTRY[name](config.params[name], backend=backend, device=device) for name in config.chain
         }
+        for ext in self.extractors.values():
+            if ext.consumes_rows:
+                ext.bind(self.extractors)
         self.entries = {name: done_entry(config, name) for name in config.chain}
         self.table_schemas = {ext.table: ext.schema() for ext in self.extractors.values()}
 
@@ -152,18 +166,28 @@ class FileProcessor:
             row.update(sample_rate=info.sample_rate, channels=info.channels, format=info.format)
             if on_open is not None:
                 on_open(info)
-            channels = output_channels(policy, info.channels)
-            by_rate: dict[int, list[tuple[Extractor, object]]] = {}
+            mixed_channels = output_channels(policy, info.channels)
+            # Streams are grouped by (rate, native): `native_channels` extractors get the
+            # decoded channels, the others the channel policy's; each group resamples once.
+            by_rate: dict[tuple[int, bool], list[tuple[Extractor, object]]] = {}
+            observers: list[tuple[Extractor, object]] = []  # `consumes_rows`: fed rows, finished last
             for name in task.extractors:
                 ext = self.extractors[name]
+                if getattr(ext, "consumes_rows", False):
+                    observers.append((ext, ext.start(mixed_channels, info.sample_rate)))
+                    continue
                 rate = ext.sample_rate or info.sample_rate
-                by_rate.setdefault(rate, []).append((ext, ext.start(channels, rate)))
-            resamplers = {rate: Resampler(info.sample_rate, rate, channels) for rate in by_rate}
+                native = bool(getattr(ext, "native_channels", False)) and mixed_channels != info.channels
+                channels = info.channels if native else mixed_channels
+                by_rate.setdefault((rate, native), []).append((ext, ext.start(channels, rate)))
+            resamplers = {
+                key: Resampler(info.sample_rate, key[0], info.channels if key[1] else mixed_channels) for key in by_rate
+            }
             block_frames = max(1, int(self.config.audio.block_seconds * info.sample_rate))
 
-            def feed(rate: int, samples: np.ndarray, final: bool) -> None:
+            def feed(key: tuple[int, bool], samples: np.ndarray, final: bool) -> None:
                 block = np.ascontiguousarray(samples.T)
-                for ext, stream in by_rate[rate]:
+                for ext, stream in by_rate[key]:
                     sink = self._sink(sinks, ext, task.file.file_id)
                     schema = self.table_schemas[ext.table]
                     try:
@@ -172,6 +196,8 @@ class FileProcessor:
                         batches = stream.push(block) if block.shape[1] else ()
                         for batch in itertools.chain(batches, stream.finish() if final else ()):
                             _stage(sink, _with_file_id(batch, task.file.file_id, schema))
+                            for _, observer in observers:
+                                observer.observe(ext.table, batch)
                     except (FileError, StagingError, TooLongForDevice):
                         raise
                     except Exception as exc:
@@ -179,15 +205,24 @@ class FileProcessor:
 
             for samples in reader.blocks(block_frames):
                 mixed = apply_channel_policy(samples, policy)
-                for rate, resampler in resamplers.items():
-                    out = resampler.push(mixed)
+                for key, resampler in resamplers.items():
+                    out = resampler.push(samples if key[1] else mixed)
                     if out.shape[0]:
-                        feed(rate, out, final=False)
+                        feed(key, out, final=False)
             if reader.frames_read == 0:
                 raise FileError("empty", "the file holds no audio samples")
             row["duration_s"] = reader.frames_read / info.sample_rate
-            for rate, resampler in resamplers.items():
-                feed(rate, resampler.finish(channels), final=True)
+            for key, resampler in resamplers.items():
+                feed(key, resampler.finish(info.channels if key[1] else mixed_channels), final=True)
+            for ext, observer in observers:
+                sink = self._sink(sinks, ext, task.file.file_id)
+                try:
+                    for batch in observer.finish():
+                        _stage(sink, _with_file_id(batch, task.file.file_id, self.table_schemas[ext.table]))
+                except (FileError, StagingError, TooLongForDevice):
+                    raise
+                except Exception as exc:
+                    raise ExtractorError(f"{ext.name} failed: {type(exc).__name__}: {exc}") from None
 
     def _sink(self, sinks: dict[str, StageWriter], ext: Extractor, file_id: str) -> StageWriter:
         if ext.table not in sinks:

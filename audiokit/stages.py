@@ -52,9 +52,7 @@ class Stages:
 
     @functools.cached_property
     def has_finish(self) -> bool:
-        if self.backend != "torch":
-            return False
-        return any(_device_stage(self.config, name, "cpu") is not None for name in self.config.chain)
+        return self.backend == "torch" and bool(deferred_names(self.config))
 
     def preparer(self) -> FileProcessor:
         """Built once per worker."""
@@ -77,6 +75,17 @@ class Stages:
 
 def _device_stage(config: Config, name: str, device: str):
     return REGISTRY[name](config.params[name], backend="torch", device=device).device_stage()
+
+
+def deferred_names(config: Config) -> tuple[str, ...]:
+    """The chain's extractors whose rows the finish stage computes: those with a device stage,
+    except the ones whose rows a `consumes_rows` extractor (summary) reads in the worker."""
+    readers = [REGISTRY[n] for n in config.chain if REGISTRY[n].consumes_rows]
+    return tuple(
+        name
+        for name in config.chain
+        if not any(r.reads(REGISTRY[name]) for r in readers) and _device_stage(config, name, "cpu") is not None
+    )
 
 
 @dataclass
@@ -133,10 +142,8 @@ class DevicePreparer(FileProcessor):
         super().__init__(config, staging_path=staging_path, backend="numpy", device="cpu")
         self.collectors: dict = {}
         self.started: list[str] = []
-        for name in config.chain:
-            stage = _device_stage(config, name, "cpu")
-            if stage is not None:
-                self.extractors[name] = _Deferred(self.extractors[name], stage, self)
+        for name in deferred_names(config):
+            self.extractors[name] = _Deferred(self.extractors[name], _device_stage(config, name, "cpu"), self)
         self._per_file: FileProcessor | None = None  # for files too long for the device
 
     def _sink(self, sinks, ext, file_id):
@@ -177,11 +184,7 @@ class Finisher:
         self.config = config
         self.staging_path = staging_path
         self.max_wait_s = max_wait_s
-        self.stages = {}
-        for name in config.chain:
-            stage = _device_stage(config, name, device)
-            if stage is not None:
-                self.stages[name] = stage
+        self.stages = {name: _device_stage(config, name, device) for name in deferred_names(config)}
         self.pending: list[Prepared] = []
         self.load = 0.0
         self.oldest = 0.0

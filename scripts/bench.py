@@ -6,6 +6,7 @@
     python scripts/bench.py --one-core     # per-core cost: the three pipelines in this process
     python scripts/bench.py --profile      # where a worker's time goes: decode, resample, STFT, …
     python scripts/bench.py --engine ray   # --engine ray against the local engine, same CPUs
+    python scripts/bench.py -x mfcc,spectral,chroma,loudness,summary   # a chain against -x mfcc
 
 Throughput: a corpus of mixed formats (WAV/FLAC/MP3/OGG, 8–48 kHz, mono and stereo, ≥ 30 min,
 generated here) is processed, alternating A/B for `--rounds` rounds, by
@@ -30,6 +31,11 @@ interpreter start-up, worker processes or the writer's commits (audiokit: what o
 per file, staged parts included; all three with freed memory kept for reuse, as in audiokit's
 workers): the cost per core, which is what decides throughput on corpora much larger than the
 benchmark's.
+
+`-x CHAIN` (the "catalogue" chain `mfcc,spectral,chroma,loudness,summary`, say) measures, per
+core and in this process like `--one-core`, `-x mfcc`, CHAIN without `loudness` (if it has it)
+and CHAIN, alternating for `--rounds` rounds: × real time per core, each chain's time over
+`-x mfcc`'s, and what `loudness` adds to the rest of the chain.
 
 Every process here starts with one OpenBLAS thread, as the audiokit command does for itself.
 """
@@ -375,17 +381,23 @@ def write_long_flac(path: str, hours: float) -> None:
 
 
 def memory(args) -> dict:
+    """Peak RSS on long files (`--hours`, default 1 and 10), `-x mfcc,spectral` or `-x CHAIN`."""
     out = {}
     os.makedirs(args.long_dir, exist_ok=True)
+    chain = args.extractors or "mfcc,spectral"
+    lengths = [float(h) for h in args.hours.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        for hours in (1, 10):
+        for hours in lengths:
+            hours = int(hours) if hours == int(hours) else hours
             path = os.path.join(args.long_dir, f"long_{hours}h.flac")
             write_long_flac(path, hours)
-            wall, rss, proc, _ = timed_subprocess(audiokit_cmd([path], os.path.join(tmp, f"o{hours}"), 1, ("-x", "mfcc,spectral")))
+            wall, rss, proc, _ = timed_subprocess(audiokit_cmd([path], os.path.join(tmp, f"o{hours}"), 1, ("-x", chain)))
             assert proc.returncode == 0, proc.stderr
             out[f"{hours}h"] = {"peak_rss_mb": round(rss / 1e6), "wall_s": round(wall, 1), "realtime": round(hours * 3600 / wall, 1)}
             print(f"  {hours} h: peak RSS {rss / 1e6:.0f} MB, {wall:.1f} s", flush=True)
-    out["growth_10h_over_1h"] = round(out["10h"]["peak_rss_mb"] / out["1h"]["peak_rss_mb"] - 1, 3)
+    first, last = (f"{int(h) if h == int(h) else h}h" for h in (lengths[0], lengths[-1]))
+    out["chain"] = chain
+    out[f"growth_{last}_over_{first}"] = round(out[last]["peak_rss_mb"] / out[first]["peak_rss_mb"] - 1, 3)
     return out
 
 
@@ -405,12 +417,13 @@ def _in_process_corpus(args):
     return paths, audio_s, discover([args.corpus], extensions=["wav", "flac", "mp3", "ogg"])
 
 
-def _processor(tmp: str):
-    """What one worker runs per file (`-x mfcc`), staging its rows under `tmp`."""
+def _processor(tmp: str, chain: tuple[str, ...] = ("mfcc",)):
+    """What one worker runs per file (`-x mfcc` or `chain`), staging its rows under `tmp`."""
     from audiokit.config import load_config
     from audiokit.pipeline import FileProcessor
 
-    config = load_config(extractors=["mfcc"])
+    config = load_config(extractors=list(chain))
+    FileProcessor.preload(config)
     return FileProcessor(config, staging_path=lambda file_id, table: os.path.join(tmp, f"{file_id}.{table}.arrow"))
 
 
@@ -470,6 +483,43 @@ def one_core(args) -> dict:
     }
 
 
+def chains(args) -> dict:
+    """× real time per core of `-x mfcc`, the chain without loudness and the chain, A/B."""
+    from audiokit.pipeline import Task
+
+    chain = tuple(c.strip() for c in args.extractors.split(",") if c.strip())
+    variants = {"mfcc": ("mfcc",), ",".join(chain): chain}
+    if "loudness" in chain:
+        rest = tuple(c for c in chain if c != "loudness")
+        variants[",".join(rest)] = rest
+    _, audio_s, files = _in_process_corpus(args)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        processors = {name: _processor(os.path.join(tmp, str(i)), c) for i, (name, c) in enumerate(variants.items())}
+        for name, c in variants.items():
+            os.makedirs(os.path.join(tmp, str(list(variants).index(name))), exist_ok=True)
+            processors[name].process(Task(files[0], c))  # first use: imports, caches
+        names = list(variants)
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                start = time.perf_counter()
+                for f in files:
+                    assert processors[name].process(Task(f, variants[name])).row["status"] == "ok"
+                times[name].append(time.perf_counter() - start)
+                print(f"  round {r} {name:<40} {times[name][-1]:7.2f} s  {audio_s / times[name][-1]:7.1f}× real time", flush=True)
+    best = {name: min(t) for name, t in times.items()}
+    result = {
+        "audio_min": round(audio_s / 60, 1),
+        "cpu_s": {k: round(v, 2) for k, v in best.items()},
+        "realtime_per_core": {k: round(audio_s / v, 1) for k, v in best.items()},
+        "over_mfcc": {k: round(v / best["mfcc"], 2) for k, v in best.items()},
+    }
+    if "loudness" in chain:
+        rest = ",".join(c for c in chain if c != "loudness")
+        result["loudness_adds_percent"] = round(100 * (best[",".join(chain)] / best[rest] - 1), 1)
+    return result
+
+
 # Where a worker's time goes: each stage is the own time (cProfile's tottime) of these functions.
 STAGES = {
     "decode": ("soundfile.py:", "/av/", "decode.py:"),
@@ -518,11 +568,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--memory", action="store_true", help="run the 1 h / 10 h memory test instead")
+    parser.add_argument("--hours", default="1,10", help="--memory: lengths of the long files, hours")
     parser.add_argument("--long-dir", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-long"))
     parser.add_argument("--one-core", action="store_true", help="per-core cost of the three pipelines, in process")
     parser.add_argument("--profile", action="store_true", help="where a worker's time goes, by stage (cProfile)")
     parser.add_argument("--engine", choices=["ray"], help="compare --engine ray with the local engine instead")
     parser.add_argument("--ray-address", help="with --engine ray: a running cluster (default: a local instance per run)")
+    parser.add_argument("-x", "--extractors", help="a chain to measure against -x mfcc (per core, in process)")
     parser.add_argument("--pipeline", choices=["librosa", "floor"], help=argparse.SUPPRESS)  # one timed run
     parser.add_argument("--paths-file", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -538,6 +590,8 @@ def main() -> None:
         result = {"profile": profile(args)}
     elif args.engine:
         result = {"engines": engines(args)}
+    elif args.extractors:
+        result = {"chains": chains(args)}
     else:
         result = {"throughput": throughput(args), "startup": startup(args)}
     print(json.dumps(result, indent=2))

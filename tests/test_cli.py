@@ -144,7 +144,7 @@ def test_globs_matching_nothing_and_vanished_listed_files_are_warnings(corpus, t
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["-x", "mfcc,nope"], "unknown extractor 'nope'; choose from: embeddings, logmel, mfcc, segment_probs, segments, spectral"),
+        (["-x", "mfcc,nope"], "unknown extractor 'nope'; choose from: beats, chroma, embeddings, logmel, loudness, loudness_frames, mfcc, segment_probs, segments, spectral, summary, tempo"),
         (["--set", "mfcc.n_mfc=13"], "unknown parameter mfcc.n_mfc"),
         (["--set", "mfcc.n_mfcc=lots"], "mfcc.n_mfcc must be an integer"),
         (["--set", "audio.channels=left"], "allowed: one of: mix, first, each"),

@@ -8,7 +8,7 @@ named in the `AUDIOKIT_PLUGINS` environment variable (comma-separated), whose im
 import importlib
 import os
 
-from audiokit.extractors import embeddings, mel, segments, spectral  # noqa: F401  (registration side effect)
+from audiokit.extractors import chroma, embeddings, loudness, mel, rhythm, segments, spectral, summary  # noqa: F401  (registration side effect)
 from audiokit.extractors.base import REGISTRY, Extractor, register
 
 __all__ = ["REGISTRY", "Extractor", "register"]
@@ -24,6 +24,15 @@ def _load_plugins() -> None:
 
 
 _load_plugins()
+
+
+def _jsonable(value):
+    """inf (chroma's norm) as the string "inf": JSON has no infinity."""
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def describe() -> dict:
@@ -43,10 +52,10 @@ def describe() -> dict:
                 {
                     "name": f.name,
                     "type": hint,
-                    "default": f.default,
+                    "default": _jsonable(f.default),
                     "help": f.metadata.get("help", ""),
                     "allowed": allowed(f, hints[f.name]),
-                    "choices": f.metadata.get("choices"),
+                    "choices": _jsonable(f.metadata.get("choices")),
                     "bounds": f.metadata.get("bounds", {}),
                 }
             )

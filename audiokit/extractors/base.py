@@ -44,6 +44,21 @@ class Extractor:
     # Modules the local engine imports before it forks its workers, which then inherit them
     # instead of each importing them on its first file.
     preload: ClassVar[tuple[str, ...]] = ()
+    # True: the extractor's blocks carry the file's own channels whatever `audio.channels` says
+    # (loudness weighs and sums channels itself); its `channel` column is then its own business.
+    native_channels: ClassVar[bool] = False
+    # True: the extractor reads no samples but the rows the chain's other extractors write for
+    # the same file (`summary`): its stream gets `observe(table, batch)` for each of their
+    # batches and is finished after them all; `bind(extractors)` shows it the chain first, and
+    # `reads(cls)` says whose rows it needs (an incremental run redoes those with it).
+    consumes_rows: ClassVar[bool] = False
+
+    def bind(self, chain: dict[str, Extractor]) -> None:
+        """Only for `consumes_rows` extractors: the chain's extractors, before `schema()`."""
+
+    @staticmethod
+    def reads(cls: type[Extractor]) -> bool:
+        return False
 
     def __init__(self, params: Any, *, backend: str = "numpy", device: str = "cpu"):
         self.params = params

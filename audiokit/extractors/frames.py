@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -108,6 +108,11 @@ class FrameExtractor(Extractor):
             columns = module.finalize(torch.from_numpy(np.ascontiguousarray(db)).to(self.torch_device))
             return {name: values.cpu().numpy() for name, values in columns.items()}
 
+    def row_stage(self, channels: int) -> RowStage | None:
+        """A per-file stage that derives more columns from finished frames (mfcc's deltas), or
+        None. It may hold frames back; the stream numbers rows by what it lets through."""
+        return None
+
     def schema(self) -> pa.Schema:
         return pa.schema(
             key_columns()
@@ -119,8 +124,15 @@ class FrameExtractor(Extractor):
         return FrameStream(self, channels, sample_rate)
 
 
+class RowStage(Protocol):
+    def push(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def finish(self) -> dict[str, np.ndarray]: ...
+
+
 class _PeakFloorSpool:
-    """Holds unfloored dB frames until the file ends; spills to disk past a few MiB."""
+    """Holds float32 arrays (unfloored dB frames, spectra) until the file ends, tracking their
+    peak; spills to disk past 16 MiB."""
 
     def __init__(self):
         self._file = tempfile.SpooledTemporaryFile(max_size=16 << 20)
@@ -134,12 +146,21 @@ class _PeakFloorSpool:
         self._file.write(np.ascontiguousarray(db, dtype=np.float32).tobytes())
 
     def chunks(self, top_db: float) -> Iterable[np.ndarray]:
-        floor = self.peak - top_db
+        floor = np.float32(self.peak - top_db)
+        for data in self.arrays():
+            yield np.maximum(data, floor)
+
+    def arrays(self, close: bool = True) -> Iterable[np.ndarray]:
+        """The arrays added, in order, as they were; then the spool is closed (unless `close`
+        is false: another pass may follow)."""
         self._file.seek(0)
         for shape in self._shapes:
             count = int(np.prod(shape))
-            data = np.frombuffer(self._file.read(count * 4), dtype=np.float32).reshape(shape)
-            yield np.maximum(data, np.float32(floor))
+            yield np.frombuffer(self._file.read(count * 4), dtype=np.float32).reshape(shape)
+        if close:
+            self._file.close()
+
+    def close(self) -> None:
         self._file.close()
 
 
@@ -152,8 +173,9 @@ class FrameStream:
             StreamFramer(extractor.frame_length, extractor.hop_length, center=extractor.center, pad_mode=mode)
             for mode in extractor.pad_modes
         ]
-        self.next_frame = 0
         self.spool = _PeakFloorSpool() if extractor.peak_floor_db is not None else None
+        self.stage = extractor.row_stage(channels)
+        self.rows_out = 0  # frames written so far: the next row's `frame`
 
     def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
         return self._emit([f.push(block) for f in self.framers])
@@ -162,21 +184,29 @@ class FrameStream:
         """The last rows; with a peak floor, every row of the file, one block at a time."""
         yield from self._emit([f.finish() for f in self.framers])
         if self.spool is not None:
-            start = 0
             for db in self.spool.chunks(self.extractor.peak_floor_db):
-                yield self._batch(start, self.extractor.finalize_frames(db))
-                start += db.shape[1]
+                yield from self._out(self.extractor.finalize_frames(db))
+        if self.stage is not None:
+            yield from self._out(self.stage.finish(), staged=True)
 
     def _emit(self, segments: list[np.ndarray]) -> list[pa.RecordBatch]:
         ext = self.extractor
         if segments[0].size == 0 or segments[0].shape[-1] < ext.frame_length:
             return []
         columns = ext.compute_frames(segments)
-        start = self.next_frame
-        self.next_frame += next(iter(columns.values())).shape[1]
         if self.spool is not None:
             self.spool.add(columns["_db"])
             return []
+        return self._out(columns)
+
+    def _out(self, columns: dict[str, np.ndarray], staged: bool = False) -> list[pa.RecordBatch]:
+        if self.stage is not None and not staged:
+            columns = self.stage.push(columns)
+        count = next(iter(columns.values())).shape[1] if columns else 0
+        if count == 0:
+            return []
+        start = self.rows_out
+        self.rows_out += count
         return [self._batch(start, columns)]
 
     def _batch(self, start: int, columns: dict[str, np.ndarray]) -> pa.RecordBatch:

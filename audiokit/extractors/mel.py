@@ -15,10 +15,17 @@ from audiokit.dsp import (
     power_to_db,
     stft_window,
 )
+from audiokit.dsp.delta import DELTA_MODES, StreamDelta
 from audiokit.dsp.mel import BandedFilterbank
 from audiokit.dsp.spectrum import check_window, power_spectrum
 from audiokit.extractors.base import param, register, vector_type
 from audiokit.extractors.frames import FrameExtractor
+
+
+def check_odd(value: int) -> None:
+    """an odd number"""
+    if value % 2 == 0:
+        raise ValueError("must be odd")
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,9 @@ class MfccParams(MelParams):
     def filter_norm(self) -> str | None:
         return self.mel_norm
     lifter: float = param(0.0, "cepstral liftering (0 = none)", min=0)
+    deltas: int = param(0, "also write mfcc_delta (1) and mfcc_delta2 (2): librosa.feature.delta", choices=(0, 1, 2))
+    delta_width: int = param(9, "frames in each delta's window (odd, as librosa's width)", min=3, max=999, check=check_odd)
+    delta_mode: str = param("interp", "deltas at the file's edges (librosa's mode)", choices=DELTA_MODES)
 
 
 class _MelExtractor(FrameExtractor):
@@ -139,10 +149,42 @@ class Mfcc(_MelExtractor):
             raise ValueError(f"n_mfcc={self.params.n_mfcc} exceeds n_mels={self.params.n_mels}")
 
     def feature_fields(self) -> list[pa.Field]:
-        return [pa.field("mfcc", vector_type(self.params.n_mfcc))]
+        names = ["mfcc", "mfcc_delta", "mfcc_delta2"][: 1 + self.params.deltas]
+        return [pa.field(name, vector_type(self.params.n_mfcc)) for name in names]
 
     def finalize(self, db: np.ndarray) -> dict[str, np.ndarray]:
         return {"mfcc": db @ self.dct_t}
+
+    def row_stage(self, channels: int) -> _DeltaStage | None:
+        p = self.params
+        return _DeltaStage(p.deltas, p.delta_width, p.delta_mode) if p.deltas else None
+
+
+class _DeltaStage:
+    """Holds each file's MFCC rows until their deltas (librosa.feature.delta over frames,
+    `width // 2` frames of look-ahead) are known, then lets them through with the delta columns."""
+
+    def __init__(self, deltas: int, width: int, mode: str):
+        self.names = ["mfcc_delta", "mfcc_delta2"][:deltas]
+        self.streams = [StreamDelta(width, order, mode) for order in range(1, deltas + 1)]
+        self.held: np.ndarray | None = None  # mfcc rows whose deltas are not out yet
+
+    def push(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        mfcc = columns["mfcc"]
+        self.held = mfcc if self.held is None else np.concatenate([self.held, mfcc], axis=1)
+        return self._release([s.push(mfcc) for s in self.streams])
+
+    def finish(self) -> dict[str, np.ndarray]:
+        if self.held is None:
+            return {}
+        return self._release([s.finish() for s in self.streams])
+
+    def _release(self, deltas: list[np.ndarray]) -> dict[str, np.ndarray]:
+        count = deltas[0].shape[1]
+        out = {"mfcc": self.held[:, :count]}
+        out.update(zip(self.names, deltas))
+        self.held = self.held[:, count:]
+        return out
 
 
 __all__ = ["LogMel", "MelParams", "Mfcc", "MfccParams", "StftParams"]
