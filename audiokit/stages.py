@@ -55,8 +55,9 @@ class Stages:
         return self.backend == "torch" and bool(deferred_names(self.config))
 
     def preparer(self) -> FileProcessor:
-        """Built once per worker."""
-        if self.has_finish:
+        """Built once per worker. Workers compute on the CPU with numpy whatever the backend:
+        with `--backend torch` the device belongs to the finish stage's process."""
+        if self.backend == "torch":
             return DevicePreparer(self.config, staging_path=self.staging_path)
         return FileProcessor(self.config, staging_path=self.staging_path, backend=self.backend, device=self.device)
 
