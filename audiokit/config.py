@@ -7,6 +7,7 @@ extractor's rows, and is what incremental runs compare.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import sys
@@ -184,8 +185,9 @@ class Config:
             }
         return _digest(payload)
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
+        """Fingerprint of the chain (every file's row carries it): computed once per config."""
         return _digest({name: self.extractor_hash(name) for name in self.chain})
 
 

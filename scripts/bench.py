@@ -6,6 +6,7 @@
     python scripts/bench.py --one-core     # per-core cost: the three pipelines in this process
     python scripts/bench.py --profile      # where a worker's time goes: decode, resample, STFT, …
     python scripts/bench.py --engine ray   # --engine ray against the local engine, same CPUs
+    python scripts/bench.py --clips 1200   # throughput on 1,200 clips of 5 s: per-file overhead
     python scripts/bench.py -x mfcc,spectral,chroma,loudness,summary   # a chain against -x mfcc
 
 Throughput: a corpus of mixed formats (WAV/FLAC/MP3/OGG, 8–48 kHz, mono and stereo, ≥ 30 min,
@@ -90,16 +91,18 @@ def synth(sr: int, seconds: float, channels: int, seed: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def build_corpus(root: Path) -> list[Path]:
+def build_corpus(root: Path, clips: int | None = None, clip_seconds: float = 5.0) -> list[Path]:
+    """The benchmark corpus: files of about a minute in every layout, or (`clips`) that many
+    short clips of `clip_seconds` spread over the layouts (per-file overhead)."""
     marker = root / ".complete"
     if marker.exists():
         return sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".complete")
     shutil.rmtree(root, ignore_errors=True)
     paths, seed = [], 0
     for fmt_dir, ext, fmt, subtype, sr, ch, minutes in LAYOUTS:
-        remaining = minutes * 60
+        remaining = minutes * 60 if clips is None else clips // len(LAYOUTS) * clip_seconds
         while remaining > 0:
-            seconds = min(remaining, FILE_MINUTES * 60 * (3 if seed % 7 == 0 else 1))
+            seconds = min(remaining, FILE_MINUTES * 60 * (3 if seed % 7 == 0 else 1)) if clips is None else clip_seconds
             path = root / fmt_dir / f"{sr}Hz_{ch}ch_{seed:03d}.{ext}"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(path), synth(sr, seconds, ch, seed), sr, format=fmt, subtype=subtype)
@@ -263,7 +266,9 @@ def check_equal(audiokit_out: str, librosa_out: str) -> float:
 
 def throughput(args) -> dict:
     corpus = Path(args.corpus)
-    paths = [str(p) for p in build_corpus(corpus)]
+    if args.clips:
+        corpus = corpus.with_name(f"{corpus.name}-clips{args.clips}")
+    paths = [str(p) for p in build_corpus(corpus, args.clips)]
     audio_s = sum(sf.info(p).duration for p in paths)
     print(f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {sum(os.path.getsize(p) for p in paths) / 1e6:.0f} MB", flush=True)
     results: dict[str, list[tuple[float, int, float]]] = {"audiokit": [], "librosa": [], "floor": []}
@@ -572,6 +577,7 @@ def main() -> None:
     parser.add_argument("--long-dir", default=os.path.join(tempfile.gettempdir(), "audiokit-bench-long"))
     parser.add_argument("--one-core", action="store_true", help="per-core cost of the three pipelines, in process")
     parser.add_argument("--profile", action="store_true", help="where a worker's time goes, by stage (cProfile)")
+    parser.add_argument("--clips", type=int, help="throughput on this many 5-second clips (per-file overhead)")
     parser.add_argument("--engine", choices=["ray"], help="compare --engine ray with the local engine instead")
     parser.add_argument("--ray-address", help="with --engine ray: a running cluster (default: a local instance per run)")
     parser.add_argument("-x", "--extractors", help="a chain to measure against -x mfcc (per core, in process)")
