@@ -135,8 +135,10 @@ class RayEngine:
         if stages.has_finish:
             gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 and stages.device != "cpu" else 0
             data = data.map_batches(
+                # No CPU reserved: the prepare actors hold them all, and this one mostly waits
+                # on its device (reserving one would leave it unscheduled on a small cluster).
                 _Finish, fn_constructor_args=(stages,), batch_size=64, batch_format="numpy",
-                compute=ActorPoolStrategy(size=1), num_cpus=1, num_gpus=gpus, **once,
+                compute=ActorPoolStrategy(size=1), num_cpus=0, num_gpus=gpus, **once,
             )
         received = self._drain(data, outbox)
         if not self.stopping:
