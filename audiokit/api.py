@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterable
 
@@ -190,57 +189,10 @@ def failures(out: str) -> list[dict]:
 
 def file_info(out: str, path: str) -> dict:
     """One file's `files` row and how many rows each table holds for it. `path` is the file's
-    path (as given to extract, or absolute), its relpath or its file_id."""
-    import pyarrow.parquet as pq
+    path, its relpath or its file_id. Reads only the parts and row groups holding the file."""
+    from audiokit.reader import open as open_dataset
 
-    from audiokit.discover import printable
-    from audiokit.store.dataset import read_files_table
-    from audiokit.store.schema import FILES_TABLE, part_file_ids
-
-    root = _dataset_root(out)
-    files = read_files_table(root)
-    keys = files.select(["path", "relpath", "file_id"]).to_pydict()
-    absolute = printable(os.path.abspath(path))
-    found = [
-        i
-        for i, (p, r, f) in enumerate(zip(keys["path"], keys["relpath"], keys["file_id"]))
-        if path in (p, r, f) or p == absolute
-    ]
-    if not found:
-        raise ConfigError(f"{path} is not in the dataset {out} (give its path, relpath or file_id)")
-    if len(found) > 1:
-        listed = ", ".join(keys["path"][i] for i in found[:5])
-        raise ConfigError(f"{path} matches {len(found)} files ({listed}); give the path or file_id")
-    one = files.slice(found[0], 1)
-    # pyarrow converts tz-aware timestamps through pandas (0.2 s to import): do it by hand.
-    ms = one.column("processed_at").cast("int64")[0].as_py()
-    row = one.drop_columns(["processed_at"]).to_pylist()[0]
-    row["processed_at"] = None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat()
-    counts = {}
-    for name, parts in _table_parts(root).items():
-        if name == FILES_TABLE:
-            continue
-        counts[name] = 0
-        for part in parts:
-            ids = part_file_ids(pq.read_schema(part).metadata)
-            if ids is None or row["file_id"] in ids:
-                counts[name] += _rows_of(part, row["file_id"])
+    dataset = open_dataset(out)
+    row = dataset.file(path)
+    counts = {name: dataset.rows(name, path, columns=["channel"]).num_rows for name in dataset.table_names}
     return {"file": row, "tables": counts}
-
-
-def _rows_of(part: str, file_id: str) -> int:
-    """Rows of `file_id` in a part, from its file_id column read as a dictionary."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    column = pq.ParquetFile(part, read_dictionary=["file_id"]).read(columns=["file_id"]).column(0)
-    rows = 0
-    for chunk in column.chunks:
-        names = chunk.dictionary.to_pylist()
-        if file_id in names:
-            # From the index buffer: Arrow's own numpy conversion imports pandas (0.2 s).
-            indices = chunk.indices
-            width = indices.type.bit_width // 8
-            values = np.frombuffer(indices.buffers()[1], dtype=f"<i{width}", count=indices.offset + len(indices))
-            rows += int(np.count_nonzero(values[indices.offset :] == names.index(file_id)))
-    return rows

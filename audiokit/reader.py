@@ -140,7 +140,7 @@ class DatasetReader:
         for lookup, key in ((self._row_of, path), (self._by_relpath, path), (self._by_path, os.path.abspath(path))):
             if key in lookup:
                 return lookup[key]
-        raise ConfigError(f"{path!r} is not in {self.root} (give a relpath, a file_id or an absolute path)")
+        raise ConfigError(f"{path} is not in the dataset {self.root} (give a relpath, a file_id or an absolute path)")
 
     # -- one file's rows -----------------------------------------------------------------------
 

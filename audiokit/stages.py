@@ -189,7 +189,6 @@ class Finisher:
         self.pending: list[Prepared] = []
         self.load = 0.0
         self.oldest = 0.0
-        self.batches = 0  # device batches computed, for benchmarks
 
     def load_of(self, prepared: Prepared) -> float:
         """A prepared file's share of a device batch (its largest over its device stages)."""
@@ -231,7 +230,6 @@ class Finisher:
             helds = [pending[i].held[self._key(name, pending[i])] for i in members]
             try:
                 payloads = stage.compute(helds)
-                self.batches += 1
             except Exception:  # noqa: BLE001 - whatever broke the batch, retry file by file
                 payloads = []
                 for i, held in zip(members, helds):

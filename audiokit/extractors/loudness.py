@@ -200,10 +200,6 @@ class Loudness(Extractor):
     native_channels = True
     preload = ("scipy.signal",)
 
-    @property
-    def sample_rate(self) -> None:
-        return None
-
     def schema(self) -> pa.Schema:
         return pa.schema(
             key_columns()
@@ -258,10 +254,6 @@ class LoudnessFrames(Extractor):
     Params = LoudnessFramesParams
     native_channels = True
     preload = ("scipy.signal",)
-
-    @property
-    def sample_rate(self) -> None:
-        return None
 
     def schema(self) -> pa.Schema:
         return pa.schema(

@@ -114,10 +114,6 @@ class Summary(Extractor):
 
         return issubclass(cls, (FrameExtractor, _SegmenterBase, LoudnessFrames))
 
-    @property
-    def sample_rate(self) -> None:
-        return None
-
     def schema(self) -> pa.Schema:
         fields = key_columns() + [
             pa.field("segment_index", pa.int32()),  # null: the whole file
