@@ -225,3 +225,48 @@ def test_momentary_and_short_term_loudness_every_100_ms(tmp_path):
     assert momentary[97] < -25 < momentary[103] and short_term[85] < -25 < short_term[115]
     summary = ds.dataset(tmp_path / "out3600" / "summary").to_table().to_pylist()[0]
     assert summary["loudness_frames.momentary_lufs.p90"] == pytest.approx(-23.0, abs=0.1)
+
+
+@pytest.mark.parametrize("sample_rate", [11025, 44100, 96000])
+def test_meter_streams_exactly_and_true_peak_equals_full_interpolation(sample_rate):
+    from scipy.signal import sosfilt
+
+    from audiokit.dsp.loudness import k_weighting_sos, oversampling_factor, quarter_boundaries, true_peak_filter
+    from audiokit.extractors.loudness import LoudnessMeter
+
+    rng = np.random.default_rng(sample_rate)
+    n = int(2.35 * sample_rate)
+    # Quiet noise with a few loud clicks and a loud burst: most chunks are skipped, some are not.
+    x = (rng.standard_normal((2, n)) * 0.01).astype(np.float32)
+    x[:, rng.integers(0, n, 5)] = rng.uniform(-0.9, 0.9, (2, 5)).astype(np.float32)
+    x[1, n // 2 : n // 2 + 300] += np.sin(np.arange(300) * 2.9).astype(np.float32) * 0.7
+    # Splits at random places, one of them right at a quarter's end (11025 Hz: 1102 samples).
+    cuts = np.unique(np.concatenate([[0, n, 1102, 1103], rng.integers(1, n, 40)]))
+    meters = [LoudnessMeter(2, sample_rate) for _ in range(2)]
+    meters[0].push(x)
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        meters[1].push(x[:, a:b])
+    for meter in meters:
+        meter.finish()
+    whole, pieces = meters
+    np.testing.assert_array_equal(whole.quarter_energies(), pieces.quarter_energies())
+    assert whole.true_peak == pieces.true_peak
+    # The quarters against scipy's filter, in float64, summed quarter by quarter.
+    edges = quarter_boundaries(sample_rate, whole.quarters)
+    y = sosfilt(k_weighting_sos(sample_rate), x.astype(np.float64), axis=-1)
+    expected = [np.square(y[:, a:b]).sum() for a, b in zip(edges[:-1], edges[1:])]
+    np.testing.assert_allclose(whole.quarter_energies(), expected, rtol=1e-9)
+    # Every oversampled value, the filter's tail included.
+    phases = true_peak_filter(oversampling_factor(sample_rate))
+    full = max(np.abs(np.convolve(ch.astype(np.float64), phase)).max() for ch in x for phase in phases)
+    assert whole.true_peak == pytest.approx(full, rel=1e-6)
+
+
+def test_true_peak_filter_is_firwins_kaiser_design():
+    from scipy.signal import firwin
+
+    from audiokit.dsp.loudness import true_peak_filter
+
+    for factor in (2, 4):
+        expected = firwin(factor * 12, 1.0 / factor, window=("kaiser", 6.0)) * factor
+        np.testing.assert_allclose(true_peak_filter(factor), expected.reshape(12, factor).T, rtol=0, atol=1e-15)

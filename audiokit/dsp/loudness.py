@@ -30,7 +30,7 @@ _HIGHPASS_Q = 0.5003270373238773
 
 def k_weighting_sos(sample_rate: int) -> np.ndarray:
     """The two K-weighting biquads (pre-filter shelf, RLB high-pass) for `sample_rate`, as
-    `(2, 6)` second-order sections for `scipy.signal.sosfilt`."""
+    `(2, 6)` second-order sections (b0 b1 b2 a0 a1 a2 each)."""
     k = np.tan(np.pi * _SHELF_HZ / sample_rate)
     v_high = 10.0 ** (_SHELF_GAIN_DB / 20.0)
     v_band = v_high**_SHELF_BOOST_SHARE
@@ -125,12 +125,15 @@ def loudness_range(quarter_energy: np.ndarray, quarter_lengths: np.ndarray) -> f
 
 
 def true_peak_filter(factor: int = 4, taps_per_phase: int = TRUE_PEAK_TAPS_PER_PHASE) -> np.ndarray:
-    """Interpolation filter for true peak (BS.1770-4 Annex 2): a Kaiser-windowed sinc low-pass
-    at the original Nyquist, `factor * taps_per_phase` taps, gain `factor`, returned as
-    `(factor, taps_per_phase)` polyphase components (row p gives the samples at offset p/factor)."""
-    from scipy.signal import firwin
-
-    taps = firwin(factor * taps_per_phase, 1.0 / factor, window=("kaiser", 6.0)) * factor
+    """Interpolation filter for true peak (BS.1770-4 Annex 2): a Kaiser-windowed (beta 6) sinc
+    low-pass at the original Nyquist, `factor * taps_per_phase` taps, gain `factor`, returned as
+    `(factor, taps_per_phase)` polyphase components (row p gives the samples at offset p/factor).
+    The same taps as `scipy.signal.firwin(n, 1 / factor, window=("kaiser", 6.0)) * factor`,
+    without importing scipy.signal (a second of start-up)."""
+    count = factor * taps_per_phase
+    cutoff = 1.0 / factor
+    taps = cutoff * np.sinc(cutoff * (np.arange(count) - (count - 1) / 2.0)) * np.kaiser(count, 6.0)
+    taps *= factor / taps.sum()  # unit gain at DC before the factor, as firwin scales
     return np.ascontiguousarray(taps.reshape(taps_per_phase, factor).T)
 
 
