@@ -170,13 +170,15 @@ class Config:
         """Fingerprint of what determines `name`'s rows: its params, version, channel policy."""
         from audiokit.extractors import REGISTRY
 
+        cls = REGISTRY[name]
         payload = {
             "extractor": name,
-            "version": REGISTRY[name].version,
+            "version": cls.version,
             "params": dataclasses.asdict(self.params[name]),
-            "channels": self.audio.channels,
+            # `native_channels` extractors (loudness) measure the decoded channels whatever the
+            # policy says: a constant (the default's value, so their fingerprints stay as they were).
+            "channels": AudioConfig.channels if cls.native_channels else self.audio.channels,
         }
-        cls = REGISTRY[name]
         if cls.consumes_rows:  # its rows change with those of the extractors it reads
             payload["reads"] = {
                 other: self.extractor_hash(other)

@@ -270,3 +270,18 @@ def test_true_peak_filter_is_firwins_kaiser_design():
     for factor in (2, 4):
         expected = firwin(factor * 12, 1.0 / factor, window=("kaiser", 6.0)) * factor
         np.testing.assert_allclose(true_peak_filter(factor), expected.reshape(12, factor).T, rtol=0, atol=1e-15)
+
+
+def test_changing_the_channel_policy_does_not_redo_loudness(tmp_path):
+    write_audio(tmp_path / "in" / "stereo.flac", sine(-20, 4, channels=2), SR)
+    out = str(tmp_path / "out")
+    code, first, _ = run_json("extract", str(tmp_path / "in"), "-o", out, "-x", "loudness,mfcc")
+    assert code == 0 and first["processed"] == 1
+    # mfcc follows the policy and is recomputed; loudness measures the native channels and is kept.
+    code, again, _ = run_json("extract", str(tmp_path / "in"), "-o", out, "-x", "loudness,mfcc", "--set", "audio.channels=first")
+    assert code == 0 and again["processed"] == 1
+    files = ds.dataset(f"{out}/files").to_table().to_pylist()
+    done = {entry.split(":")[0] for entry in files[0]["extractors"]}
+    assert done == {"loudness", "mfcc"}
+    code, third, _ = run_json("extract", str(tmp_path / "in"), "-o", out, "-x", "loudness", "--set", "audio.channels=each")
+    assert code == 0 and third["processed"] == 0 and third["skipped"] == 1
