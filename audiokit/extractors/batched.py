@@ -234,7 +234,7 @@ def record_batches(
     if stream.stage is None:
         return [stream._batch(0, columns)]
     # Columns derived from whole rows (mfcc's deltas): the same stage as the numpy stream.
-    return stream._out(columns) + stream._out(stream.stage.finish(), staged=True)
+    return stream._out(columns) + stream._out(stream.stage.finish(), staged=True) + stream._rest()
 
 
 class _SignalCollector:

@@ -117,6 +117,7 @@ class _TuningStream(FrameStream):
         self.peak_magnitude.close()
         for power in self.spectra.arrays():
             yield from self._out(ext.chroma(power, tuning))
+        yield from self._rest()
 
 
 __all__ = ["Chroma", "ChromaParams"]

@@ -13,6 +13,8 @@ from audiokit.dsp import StreamFramer
 from audiokit.extractors.base import Extractor, key_columns, vector_array
 from audiokit.store.arrays import numeric
 
+BATCH_FRAMES = 4096  # frames per staged batch (a 5-second clip: one batch, not one per block)
+
 
 class FrameExtractor(Extractor):
     """An extractor whose rows are analysis frames: `frame`, `time_s`, then feature columns.
@@ -175,7 +177,11 @@ class FrameStream:
         ]
         self.spool = _PeakFloorSpool() if extractor.peak_floor_db is not None else None
         self.stage = extractor.row_stage(channels)
-        self.rows_out = 0  # frames written so far: the next row's `frame`
+        self.rows_out = 0  # frames handed to `_out` so far: the next row's `frame`
+        self.fields = [f for f in extractor.schema() if f.name != "file_id"]
+        self.schema = pa.schema(self.fields)
+        self._held: list[dict[str, np.ndarray]] = []  # rows not yet made into a batch
+        self._held_frames = 0
 
     def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
         return self._emit([f.push(block) for f in self.framers])
@@ -188,6 +194,7 @@ class FrameStream:
                 yield from self._out(self.extractor.finalize_frames(db))
         if self.stage is not None:
             yield from self._out(self.stage.finish(), staged=True)
+        yield from self._rest()
 
     def _emit(self, segments: list[np.ndarray]) -> list[pa.RecordBatch]:
         ext = self.extractor
@@ -200,14 +207,27 @@ class FrameStream:
         return self._out(columns)
 
     def _out(self, columns: dict[str, np.ndarray], staged: bool = False) -> list[pa.RecordBatch]:
+        """Rows in batches of at least `BATCH_FRAMES` frames (a short file's in one): each
+        batch costs its staging and commit a fixed price, whatever its size."""
         if self.stage is not None and not staged:
             columns = self.stage.push(columns)
         count = next(iter(columns.values())).shape[1] if columns else 0
         if count == 0:
             return []
-        start = self.rows_out
         self.rows_out += count
-        return [self._batch(start, columns)]
+        self._held.append(columns)
+        self._held_frames += count
+        return self._rest() if self._held_frames >= BATCH_FRAMES else []
+
+    def _rest(self) -> list[pa.RecordBatch]:
+        """The rows held, as one batch."""
+        if not self._held:
+            return []
+        held, self._held = self._held, []
+        start, self._held_frames = self.rows_out - self._held_frames, 0
+        if len(held) == 1:
+            return [self._batch(start, held[0])]
+        return [self._batch(start, {name: np.concatenate([c[name] for c in held], axis=1) for name in held[0]})]
 
     def _batch(self, start: int, columns: dict[str, np.ndarray]) -> pa.RecordBatch:
         """Rows channel-major: all frames of channel 0, then channel 1, …"""
@@ -224,6 +244,5 @@ class FrameStream:
                 arrays[name] = vector_array(values.reshape(channels * count, values.shape[2]))
             else:
                 arrays[name] = numeric(values.astype(np.float32, copy=False))
-        fields = [f for f in self.extractor.schema() if f.name != "file_id"]
-        return pa.RecordBatch.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
+        return pa.RecordBatch.from_arrays([arrays[f.name] for f in self.fields], schema=self.schema)
 
