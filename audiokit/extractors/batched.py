@@ -230,11 +230,7 @@ def record_batches(
     first = next(iter(columns.values()))
     if first.shape[1] == 0:
         return []
-    stream = FrameStream(extractor, first.shape[0], sample_rate)
-    if stream.stage is None:
-        return [stream._batch(0, columns)]
-    # Columns derived from whole rows (mfcc's deltas): the same stage as the numpy stream.
-    return stream._out(columns) + stream._out(stream.stage.finish(), staged=True) + stream._rest()
+    return FrameStream(extractor, first.shape[0], sample_rate).rows_of(columns)
 
 
 class _SignalCollector:

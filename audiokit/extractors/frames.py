@@ -196,6 +196,14 @@ class FrameStream:
             yield from self._out(self.stage.finish(), staged=True)
         yield from self._rest()
 
+    def rows_of(self, columns: dict[str, np.ndarray]) -> list[pa.RecordBatch]:
+        """A whole file's rows from its computed columns (`(channels, frames, ...)` arrays, as a
+        device stage gives them), built as the stream builds its own."""
+        if self.stage is None:
+            return [self._batch(0, columns)]
+        # Columns derived from whole rows (mfcc's deltas): the stage the numpy stream runs.
+        return self._out(columns) + self._out(self.stage.finish(), staged=True) + self._rest()
+
     def _emit(self, segments: list[np.ndarray]) -> list[pa.RecordBatch]:
         ext = self.extractor
         if segments[0].size == 0 or segments[0].shape[-1] < ext.frame_length:

@@ -53,7 +53,6 @@ class LoudnessMeter:
         self.weights = channel_weights(channels)
         self._pass = MeterPass(k_weighting_sos(sample_rate), channels, sample_rate)
         self._energies: list[np.ndarray] = []
-        self.samples = 0
         self.sample_peak = 0.0
         factor = oversampling_factor(sample_rate)
         self._true_peak = TruePeak(true_peak_filter(factor), channels) if factor > 1 else None
@@ -62,7 +61,6 @@ class LoudnessMeter:
         if block.shape[1] == 0:
             return
         block = np.ascontiguousarray(block, dtype=np.float32)
-        self.samples += block.shape[1]
         energies, chunk_peaks = self._pass.push(block)
         self._energies.append(self.weights @ energies)
         self.sample_peak = max(self.sample_peak, float(chunk_peaks.max()))
@@ -79,7 +77,7 @@ class LoudnessMeter:
         return self.sample_peak if self._true_peak is None else self._true_peak.peak
 
     def finish(self) -> None:
-        if self._true_peak is not None and self.samples:
+        if self._true_peak is not None and self._pass.position:
             self._true_peak.finish()
 
     def quarter_energies(self) -> np.ndarray:
