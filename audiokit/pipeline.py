@@ -20,7 +20,7 @@ from audiokit.extractors import REGISTRY, Extractor
 from audiokit.extractors.base import TooLongForDevice
 from audiokit.store.arrays import repeated
 from audiokit.store.dataset import FileResult
-from audiokit.store.parts import StageWriter
+from audiokit.store.parts import INLINE_BYTES, StageWriter
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,11 @@ def _with_rows_read(config: Config, needed: tuple[str, ...]) -> tuple[str, ...]:
 class FileProcessor:
     """Built once per worker: holds the chain's extractors (filterbanks, windows, weights)."""
 
-    def __init__(self, config: Config, *, staging_path, backend: str = "numpy", device: str = "cpu"):
+    def __init__(self, config: Config, *, staging_path, backend: str = "numpy", device: str = "cpu",
+                 inline_bytes: int = INLINE_BYTES):
         self.config = config
         self.staging_path = staging_path  # (file_id, table) -> path
+        self.inline_bytes = inline_bytes  # rows up to this size go back in memory (StageWriter)
         self.extractors: dict[str, Extractor] = {
             name: REGISTRY[name](config.params[name], backend=backend, device=device) for name in config.chain
         }
@@ -226,7 +228,8 @@ class FileProcessor:
 
     def _sink(self, sinks: dict[str, StageWriter], ext: Extractor, file_id: str) -> StageWriter:
         if ext.table not in sinks:
-            sinks[ext.table] = StageWriter(self.staging_path(file_id, ext.table), self.table_schemas[ext.table])
+            path = self.staging_path(file_id, ext.table)
+            sinks[ext.table] = StageWriter(path, self.table_schemas[ext.table], self.inline_bytes)
         return sinks[ext.table]
 
 

@@ -32,7 +32,7 @@ from audiokit.extractors import REGISTRY
 from audiokit.extractors.base import TooLongForDevice
 from audiokit.pipeline import FileProcessor, StagingError, Task, _stage, _with_file_id
 from audiokit.store.dataset import FileResult
-from audiokit.store.parts import StageWriter
+from audiokit.store.parts import INLINE_BYTES, StageWriter
 
 MAX_WAIT_S = 5.0
 STAGE_THREADS = 4
@@ -46,6 +46,8 @@ class Stages:
     staging_dir: str
     backend: str = "numpy"
     device: str = "cpu"
+    # Decided where the run starts, so that workers on other machines stage as it says.
+    inline_bytes: int = field(default_factory=lambda: INLINE_BYTES)
 
     def staging_path(self, file_id: str, table: str) -> str:
         return os.path.join(self.staging_dir, f"{file_id}.{table}.{os.getpid()}.{time.monotonic_ns()}.arrow")
@@ -58,12 +60,15 @@ class Stages:
         """Built once per worker. Workers compute on the CPU with numpy whatever the backend:
         with `--backend torch` the device belongs to the finish stage's process."""
         if self.backend == "torch":
-            return DevicePreparer(self.config, staging_path=self.staging_path)
-        return FileProcessor(self.config, staging_path=self.staging_path, backend=self.backend, device=self.device)
+            return DevicePreparer(self.config, staging_path=self.staging_path, inline_bytes=self.inline_bytes)
+        return FileProcessor(self.config, staging_path=self.staging_path, backend=self.backend, device=self.device,
+                             inline_bytes=self.inline_bytes)
 
     def finisher(self) -> Finisher | None:
         """Built once, in the process that owns the device; None when there is nothing to finish."""
-        return Finisher(self.config, staging_path=self.staging_path, device=self.device) if self.has_finish else None
+        if not self.has_finish:
+            return None
+        return Finisher(self.config, staging_path=self.staging_path, device=self.device, inline_bytes=self.inline_bytes)
 
     def preload(self) -> None:
         FileProcessor.preload(self.config)
@@ -139,8 +144,8 @@ class _Deferred:
 class DevicePreparer(FileProcessor):
     """A worker's prepare stage when the chain has device stages: they only collect."""
 
-    def __init__(self, config: Config, *, staging_path):
-        super().__init__(config, staging_path=staging_path, backend="numpy", device="cpu")
+    def __init__(self, config: Config, *, staging_path, inline_bytes: int = INLINE_BYTES):
+        super().__init__(config, staging_path=staging_path, backend="numpy", device="cpu", inline_bytes=inline_bytes)
         self.collectors: dict = {}
         self.started: list[str] = []
         for name in deferred_names(config):
@@ -165,7 +170,8 @@ class DevicePreparer(FileProcessor):
             # compute it here, block by block, on the per-file path (numpy; the same rows within
             # the backends' tolerance).
             if self._per_file is None:
-                self._per_file = FileProcessor(self.config, staging_path=self.staging_path, backend="numpy")
+                self._per_file = FileProcessor(self.config, staging_path=self.staging_path, backend="numpy",
+                                               inline_bytes=self.inline_bytes)
             return self._per_file.process(task, on_open)
         finally:
             collectors, self.collectors = self.collectors, {}
@@ -181,9 +187,11 @@ class Finisher:
     the oldest held file has waited `max_wait_s`, `flush()` finishes everything held, and
     `load` is what is held, in device batches (a flush happens at 1)."""
 
-    def __init__(self, config: Config, *, staging_path, device: str, max_wait_s: float = MAX_WAIT_S):
+    def __init__(self, config: Config, *, staging_path, device: str, max_wait_s: float = MAX_WAIT_S,
+                 inline_bytes: int = INLINE_BYTES):
         self.config = config
         self.staging_path = staging_path
+        self.inline_bytes = inline_bytes
         self.max_wait_s = max_wait_s
         self.stages = {name: _device_stage(config, name, device) for name in deferred_names(config)}
         self.pending: list[Prepared] = []
@@ -269,7 +277,7 @@ class Finisher:
         if not batches:
             return
         schema = ext.schema()
-        sink = StageWriter(self.staging_path(prepared.file_id, ext.table), schema)
+        sink = StageWriter(self.staging_path(prepared.file_id, ext.table), schema, self.inline_bytes)
         try:
             for batch in batches:
                 _stage(sink, _with_file_id(batch, prepared.file_id, schema))
@@ -281,11 +289,12 @@ class Finisher:
 
 
 def _drop_staged(result: FileResult) -> None:
-    for path in result.staged.values():
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    for source in result.staged.values():
+        if isinstance(source, str):
+            try:
+                os.unlink(source)
+            except OSError:
+                pass
 
 
 __all__ = ["Finisher", "Prepared", "Stages"]

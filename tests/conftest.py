@@ -115,8 +115,13 @@ def peak_tree_rss(proc) -> int:
 # --- killing a run at an observable moment -----------------------------------------------
 
 
+# Runs whose kill points are staged files: every file's rows staged on disk, none in memory.
+STAGE_ON_DISK = {"AUDIOKIT_STAGE_INLINE_BYTES": "0"}
+
+
 def staged_files(out: Path) -> int:
-    """Files whose rows a worker has staged (written, not yet committed)."""
+    """Files whose rows a worker has staged on disk (written, not yet committed): with
+    `STAGE_ON_DISK`, every file a worker has finished."""
     try:
         return len({name.split(".")[0] for name in os.listdir(out / "_audiokit" / "staging")})
     except FileNotFoundError:

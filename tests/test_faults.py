@@ -16,6 +16,7 @@ import pyarrow.dataset as ds
 import pytest
 from conftest import (
     REPO,
+    STAGE_ON_DISK,
     committed_parts,
     kill_on,
     parts,
@@ -81,18 +82,20 @@ def test_sigkill_at_chosen_moments_then_resume_equals_a_clean_run(tmp_path):
     def committed(out):
         return parts(out, "files") > 0
 
+    # Kills while files are staged need them staged on disk (small files' rows otherwise travel
+    # in memory, where a kill simply loses them); the last plan stages as runs do by default.
     plans = [
-        [files_staged(2), files_staged(6), mid_commit],
-        [files_staged(1), mid_commit, committed],
-        [files_staged(10), files_staged(3), files_staged(12)],
-        [mid_commit, committed],
+        (STAGE_ON_DISK, [files_staged(2), files_staged(6), mid_commit]),
+        (STAGE_ON_DISK, [files_staged(1), mid_commit, committed]),
+        (STAGE_ON_DISK, [files_staged(10), files_staged(3), files_staged(12)]),
+        (None, [mid_commit, committed]),
     ]
     commit_kills_missed = 0
-    for attempt, plan in enumerate(plans):
+    for attempt, (env, plan) in enumerate(plans):
         out = tmp_path / f"out{attempt}"
         for event in plan:
             runs_before = runs_logged(out)
-            proc = start_cli("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2", "--quiet")
+            proc = start_cli("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", "--workers", "2", "--quiet", env=env)
             landed = kill_on(proc, lambda out=out, event=event: event(out))
             in_time = landed and runs_logged(out) == runs_before  # killed before the run's end
             if event in (mid_commit, committed) and not in_time:
@@ -268,10 +271,12 @@ def test_fuzzed_files_always_finish_with_a_row_each(tmp_path):
     assert peak < 600e6, f"peak RSS of the run's process tree {peak / 1e6:.0f} MB"
 
 
+@pytest.mark.parametrize("staging", ["on_disk", "in_memory"])
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_disk_full_exits_3_and_leaves_a_valid_dataset(tmp_path, backend):
-    """Rows that cannot be staged or committed stop the run (exit 3): no file gets an error row
-    for the disk's fault and the dataset stays valid, with either engine."""
+def test_disk_full_exits_3_and_leaves_a_valid_dataset(tmp_path, backend, staging):
+    """Rows that cannot be staged (on disk) or committed (rows staged in memory) stop the run
+    (exit 3): no file gets an error row for the disk's fault and the dataset stays valid, with
+    either backend."""
     if backend == "torch":
         pytest.importorskip("torch")
     mount = tmp_path / "small"
@@ -280,13 +285,14 @@ def test_disk_full_exits_3_and_leaves_a_valid_dataset(tmp_path, backend):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         corpus = tmp_path / "corpus"
-        for i in range(8):
-            write_audio(corpus / f"f{i}.flac", tone(22050, 20.0, seed=i), 22050)
+        for i in range(8):  # 0.9 MB of logmel rows each: staged in memory unless told otherwise
+            write_audio(corpus / f"f{i}.flac", tone(22050, 40.0, seed=i), 22050)
         out = mount / "out"
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(STAGE_ON_DISK if staging == "on_disk" else {})}
         proc = subprocess.run(
             cli_command("extract", str(corpus), "-o", str(out), "-x", "logmel", "--workers", "2",
                         "--backend", backend, "--device", "cpu"),
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300,
+            capture_output=True, text=True, env=env, timeout=300,
         )
         assert proc.returncode == 3, proc.stderr
         assert "No space left" in proc.stderr and "Traceback" not in proc.stderr

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from conftest import REPO, run_cli, run_json, tone, write_audio
+from conftest import REPO, STAGE_ON_DISK, run_cli, run_json, tone, write_audio
 from plugins.faulty import MARK
 
 RAY_ENV = {
@@ -159,7 +159,8 @@ def test_a_driver_killed_mid_run_resumes_to_the_exact_rows(tmp_path, ray_cluster
     out = tmp_path / "out"
     ray_args = ["--engine", "ray", "--ray-address", ray_cluster["RAY_ADDRESS_FOR_TESTS"]]
     cmd = [sys.executable, "-m", "audiokit", "extract", str(corpus), "-o", str(out), "-x", "mfcc", "--quiet", *ray_args]
-    proc = subprocess.Popen(cmd, env={**os.environ, **ray_cluster}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Files staged on disk show how far the run has come (in memory they would not).
+    proc = subprocess.Popen(cmd, env={**os.environ, **ray_cluster, **STAGE_ON_DISK}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and _finished_files(out) < share * 20:
         time.sleep(0.05)

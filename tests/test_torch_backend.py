@@ -506,7 +506,7 @@ def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import REPO, kill_on, parts, runs_logged, staged_files
+    from tests.conftest import REPO, STAGE_ON_DISK, kill_on, parts, runs_logged, staged_files
 
     rng = random.Random(3)
     corpus = tmp_path / "corpus"
@@ -517,7 +517,7 @@ def test_killed_torch_runs_resume_to_the_numpy_rows(tmp_path):
     clean = tmp_path / "clean"
     code, _, stderr = run_json("extract", str(corpus), "-o", str(clean), "-x", "mfcc,spectral")
     assert code == 0, stderr
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **STAGE_ON_DISK}  # staged files: the kill points
 
     def killed_run(out: Path, event) -> bool:
         """Start a torch run on `out`, SIGKILL it when `event()` holds: True if that came before

@@ -4,9 +4,10 @@ The driver (the `audiokit extract` process) discovers, plans and commits exactly
 local engine: it is the only writer. The planned tasks become a Ray Data dataset, longest
 file first; a pool of CPU actors (one per CPU of the cluster, or `--workers`) runs the prepare
 stage and a single finish actor (with a GPU when the cluster has one) the device batches of
-`--backend torch`. Workers write each file's rows to the staging area of OUT, as local workers
-do, and send back only the outcome (a `files` row and the staged paths): INPUT and OUT must be
-on storage every node sees under the same paths.
+`--backend torch`. Workers send back each file's outcome as local workers do: its `files` row
+and its rows, in memory when they are small and as a file in the staging area of OUT when they
+are large (a long recording's): INPUT and OUT must be on storage every node sees under the
+same paths.
 
 Ray Data retries and drops things on its own; none of that may decide what happens to a file:
 - each actor runs its files in a `WorkerPool` of one child process, so a codec that crashes

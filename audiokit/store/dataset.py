@@ -49,7 +49,8 @@ class FileResult:
 
     file_id: str
     row: dict  # the `files` row
-    staged: dict[str, str] = field(default_factory=dict)  # table -> staged Arrow IPC file with its rows
+    # table -> its rows: a staged Arrow IPC file, or the rows themselves (see StageWriter)
+    staged: dict[str, str | pa.Table] = field(default_factory=dict)
     clear_tables: tuple[str, ...] = ()  # tables whose old rows of this file are replaced
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows staged
 
@@ -254,8 +255,9 @@ class Dataset:
             raise OutputError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
         for r in results:
             self.files[r.file_id] = r.row
-            for path in r.staged.values():
-                _unlink_quiet(path)
+            for source in r.staged.values():
+                if isinstance(source, str):
+                    _unlink_quiet(source)
         pa.default_memory_pool().release_unused()  # keep the writer's footprint flat
 
     def prune(self, keep: set[str], *, config: dict, config_hash: str) -> int:
@@ -374,7 +376,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def _copy_source(writer: PartWriter, source, schema: pa.Schema) -> None:
-    """Rows from a table, or from a worker's staged file."""
+    """Rows from a table (the `files` row, a file's small staged rows), or from a staged file."""
     if isinstance(source, pa.Table):
         writer.write(source if source.schema.equals(schema) else source.cast(schema))
     else:

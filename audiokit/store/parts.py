@@ -101,33 +101,56 @@ def iter_batches(path: str, batch_size: int = 65536):
     yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
 
 
-class StageWriter:
-    """One file's rows of one table, written by its worker as an uncompressed Arrow IPC file:
-    nearly free to write and to read back, so Parquet is encoded once, by the writer, into the
-    part the rows end up in. Never part of the dataset: a run deletes the staging area on open."""
+# A file's rows of one table up to this size travel with its outcome, in memory.
+# AUDIOKIT_STAGE_INLINE_BYTES=0 stages every file's rows on disk (the crash tests' kill points).
+INLINE_BYTES = int(os.environ.get("AUDIOKIT_STAGE_INLINE_BYTES", 1 << 20))
 
-    def __init__(self, path: str, schema: pa.Schema):
+
+class StageWriter:
+    """One file's rows of one table, as its worker hands them to the writer.
+
+    Rows stay in memory while they are small (a clip's: no file to create, read back and
+    delete, which cost a clip more than its mel filterbank) and travel with the outcome; past `inline_bytes`
+    (a long recording) they go to an uncompressed Arrow IPC file in the staging area as they
+    come, so they never sit in memory. Either way Parquet is encoded once, by the writer, into
+    the part the rows end up in. A staged file is never part of the dataset: a run deletes the
+    staging area on open."""
+
+    def __init__(self, path: str, schema: pa.Schema, inline_bytes: int = INLINE_BYTES):
         self.path = path
         self.schema = schema.remove_metadata()
+        self.inline_bytes = inline_bytes
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._held: list[pa.RecordBatch] = []
+        self._held_bytes = 0
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        if self._writer is None:
-            self._writer = pa.ipc.new_file(self.path, self.schema)
-        self._writer.write_batch(batch)
         self.rows += batch.num_rows
-
-    def commit(self) -> str:
-        if self._writer is None:
+        if self._writer is not None:
+            self._writer.write_batch(batch)
+            return
+        self._held.append(batch)
+        self._held_bytes += batch.nbytes
+        if self._held_bytes > self.inline_bytes:
             self._writer = pa.ipc.new_file(self.path, self.schema)
+            held, self._held = self._held, []
+            for b in held:
+                self._writer.write_batch(b)
+
+    def commit(self) -> str | pa.Table:
+        """The staged rows: the IPC file's path, or the rows themselves when they were small."""
+        if self._writer is None:
+            held, self._held = self._held, []
+            return pa.Table.from_batches(held, schema=self.schema)
         self._writer.close()
         self._writer = None
         return self.path
 
     def abort(self) -> None:
+        self._held = []
         writer, self._writer = self._writer, None
         _discard(writer, self.path)
 
