@@ -6,6 +6,7 @@
     python scripts/bench.py --one-core     # per-core cost: the three pipelines in this process
     python scripts/bench.py --profile      # where a worker's time goes: decode, resample, STFT, …
     python scripts/bench.py --engine ray   # --engine ray against the local engine, same CPUs
+    python scripts/bench.py --engine ray --scale 24   # the same on a corpus 24 times as long
     python scripts/bench.py --clips 1200   # throughput on 1,200 clips of 5 s: per-file overhead
     python scripts/bench.py -x mfcc,spectral,chroma,loudness,summary   # a chain against -x mfcc
 
@@ -91,16 +92,17 @@ def synth(sr: int, seconds: float, channels: int, seed: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def build_corpus(root: Path, clips: int | None = None, clip_seconds: float = 5.0) -> list[Path]:
-    """The benchmark corpus: files of about a minute in every layout, or (`clips`) that many
-    short clips of `clip_seconds` spread over the layouts (per-file overhead)."""
+def build_corpus(root: Path, clips: int | None = None, clip_seconds: float = 5.0, scale: int = 1) -> list[Path]:
+    """The benchmark corpus: files of about a minute in every layout (`scale` times the
+    minutes), or (`clips`) that many short clips of `clip_seconds` spread over the layouts
+    (per-file overhead)."""
     marker = root / ".complete"
     if marker.exists():
         return sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".complete")
     shutil.rmtree(root, ignore_errors=True)
     paths, seed = [], 0
     for fmt_dir, ext, fmt, subtype, sr, ch, minutes in LAYOUTS:
-        remaining = minutes * 60 if clips is None else clips // len(LAYOUTS) * clip_seconds
+        remaining = minutes * 60 * scale if clips is None else clips // len(LAYOUTS) * clip_seconds
         while remaining > 0:
             seconds = min(remaining, FILE_MINUTES * 60 * (3 if seed % 7 == 0 else 1)) if clips is None else clip_seconds
             path = root / fmt_dir / f"{sr}Hz_{ch}ch_{seed:03d}.{ext}"
@@ -326,7 +328,9 @@ def engines(args) -> dict:
     alternated; Ray's start-up (a local instance started by the run, or `--ray-address`) is
     measured apart, as a run over one short file."""
     corpus = Path(args.corpus)
-    paths = [str(p) for p in build_corpus(corpus)]
+    if args.scale != 1:
+        corpus = corpus.with_name(f"{corpus.name}-x{args.scale}")
+    paths = [str(p) for p in build_corpus(corpus, scale=args.scale)]
     audio_s = sum(sf.info(p).duration for p in paths)
     ray = ["--engine", "ray"] + (["--ray-address", args.ray_address] if args.ray_address else [])
     walls: dict[str, list[float]] = {"local": [], "ray": []}
@@ -611,6 +615,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, help="throughput on this many 5-second clips (per-file overhead)")
     parser.add_argument("--engine", choices=["ray"], help="compare --engine ray with the local engine instead")
     parser.add_argument("--ray-address", help="with --engine ray: a running cluster (default: a local instance per run)")
+    parser.add_argument("--scale", type=int, default=1, help="with --engine ray: a corpus this many times as long")
     parser.add_argument("-x", "--extractors", help="a chain to measure against -x mfcc (per core, in process)")
     parser.add_argument("--pipeline", choices=["librosa", "floor"], help=argparse.SUPPRESS)  # one timed run
     parser.add_argument("--paths-file", help=argparse.SUPPRESS)

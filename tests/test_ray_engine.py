@@ -4,6 +4,7 @@ per file, a killed driver resumed without loss or duplicates."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -187,6 +188,27 @@ def test_without_an_address_a_local_ray_instance_is_started(tmp_path):
                                      "--engine", "ray", "--workers", "1", env={**env, "RAY_ADDRESS": ""})
     assert code == 0 and summary["processed"] == 1, stderr
     assert stderr == ""  # Ray's own reports stay out of a cron job's mail
+
+
+def test_runs_in_one_python_process_reuse_the_ray_instance_they_started(tmp_path):
+    """The library leaves the instance a run started up for later runs of the process (Ray shuts
+    it down at exit); a run that asks for another one gets it."""
+    corpus = tmp_path / "in"
+    write_audio(corpus / "a.wav", tone(16000, 1.0), 16000)
+    script = f"""
+import json, ray, audiokit
+first = audiokit.extract({str(corpus)!r}, {str(tmp_path / "one")!r}, extractors=["mfcc"], engine="ray", workers=1)
+node = ray.get_runtime_context().get_node_id()
+second = audiokit.extract({str(corpus)!r}, {str(tmp_path / "two")!r}, extractors=["mfcc"], engine="ray", workers=1)
+same = ray.get_runtime_context().get_node_id() == node
+third = audiokit.extract({str(corpus)!r}, {str(tmp_path / "three")!r}, extractors=["mfcc"], engine="ray", workers=2)
+print(json.dumps([first.processed, second.processed, third.processed, same, ray.cluster_resources()["CPU"]]))
+"""
+    env = {**os.environ, **{k: v for k, v in RAY_ENV.items() if k != "AUDIOKIT_PLUGINS"}, "RAY_ADDRESS": ""}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [1, 1, 1, True, 2.0]
+    assert rows(tmp_path / "one", "mfcc") == rows(tmp_path / "two", "mfcc") == rows(tmp_path / "three", "mfcc")
 
 
 def test_without_ray_installed_the_engine_is_a_usage_error(tmp_path):

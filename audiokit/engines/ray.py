@@ -40,6 +40,7 @@ from ray.util.annotations import RayDeprecationWarning  # noqa: E402
 OBJECT_STORE_BYTES = 512 << 20
 BLOCKS_PER_ACTOR = 4  # a local instance's object store: outcomes are small
 _END = object()
+_connected: dict = {}  # how this process's runs last set Ray up ("options" of ray.init)
 
 
 class _Prepare:
@@ -81,35 +82,36 @@ class RayEngine:
         self.log_path = log_path
         self.address = ray_address
         self.stopping = False
-        self._started_ray = False
 
     def stop(self) -> None:
         self.stopping = True
 
     def _connect(self) -> None:
-        if ray.is_initialized():
-            return
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
         if self.address is None:  # a new instance on this machine, even if a cluster runs here
             options.update(address="local", num_cpus=self.workers or default_workers(), object_store_memory=OBJECT_STORE_BYTES)
         else:
             options["address"] = self.address
+        if ray.is_initialized():
+            if _connected.get("options") in (None, options):
+                return  # the caller's own Ray, or the one an earlier run in this process set up
+            ray.shutdown()  # an earlier run's, set up for another address or size
         try:
             ray.init(**options)
         except Exception as exc:  # noqa: BLE001 - Ray's many ways of not connecting
             where = "start a local Ray instance" if self.address is None else f"connect to the Ray cluster at {self.address}"
             raise OutputError(f"cannot {where}: {type(exc).__name__}: {exc}") from None
-        self._started_ray = True
+        _connected["options"] = options
 
     def run(self, tasks: list[Task], stages, outbox) -> None:
+        # Ray is not shut down here: its own exit hook does that when a library caller's Python
+        # process ends (a later run in it reuses the instance), and the `audiokit` command
+        # leaves without exit hooks, the instance it started going with it (Ray ties those
+        # processes to the driver's life). Shutting down took 1.3 s of every command.
         if not tasks:
             return
         self._connect()
-        try:
-            self._run(tasks, stages, outbox)
-        finally:
-            if self._started_ray:
-                ray.shutdown()
+        self._run(tasks, stages, outbox)
 
     def _run(self, tasks: list[Task], stages, outbox) -> None:
         import ray.data

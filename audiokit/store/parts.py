@@ -109,10 +109,10 @@ INLINE_BYTES = int(os.environ.get("AUDIOKIT_STAGE_INLINE_BYTES", 1 << 20))
 class StageWriter:
     """One file's rows of one table, as its worker hands them to the writer.
 
-    Rows stay in memory while they are small (a clip's: no file to create, read back and
-    delete, which cost a clip more than its mel filterbank) and travel with the outcome; past `inline_bytes`
-    (a long recording) they go to an uncompressed Arrow IPC file in the staging area as they
-    come, so they never sit in memory. Either way Parquet is encoded once, by the writer, into
+    Rows stay in memory while they are small and travel with the outcome (a clip's: no file to
+    create, read back and delete, which cost a clip more than its mel filterbank); past
+    `inline_bytes` (a long recording's) they go to an uncompressed Arrow IPC file in the staging
+    area as they come, so they never sit in memory. Either way Parquet is encoded once, by the writer, into
     the part the rows end up in. A staged file is never part of the dataset: a run deletes the
     staging area on open."""
 
