@@ -192,7 +192,7 @@ def test_without_an_address_a_local_ray_instance_is_started(tmp_path):
 
 def test_runs_in_one_python_process_reuse_the_ray_instance_they_started(tmp_path):
     """The library leaves the instance a run started up for later runs of the process (Ray shuts
-    it down at exit); a run that asks for another one gets it."""
+    it down at exit); a run that asks for another one gets it; a run in a thread cleans up."""
     corpus = tmp_path / "in"
     write_audio(corpus / "a.wav", tone(16000, 1.0), 16000)
     script = f"""
@@ -202,13 +202,23 @@ node = ray.get_runtime_context().get_node_id()
 second = audiokit.extract({str(corpus)!r}, {str(tmp_path / "two")!r}, extractors=["mfcc"], engine="ray", workers=1)
 same = ray.get_runtime_context().get_node_id() == node
 third = audiokit.extract({str(corpus)!r}, {str(tmp_path / "three")!r}, extractors=["mfcc"], engine="ray", workers=2)
-print(json.dumps([first.processed, second.processed, third.processed, same, ray.cluster_resources()["CPU"]]))
+cpus = ray.cluster_resources()["CPU"]
+# From threads: an instance a thread starts dies with that thread, so those runs shut it down.
+import threading
+threaded = []
+for name in ("four", "five"):
+    thread = threading.Thread(target=lambda name=name: threaded.append(audiokit.extract(
+        {str(corpus)!r}, {str(tmp_path)!r} + "/" + name, extractors=["mfcc"], engine="ray", workers=1).processed))
+    thread.start()
+    thread.join()
+print(json.dumps([first.processed, second.processed, third.processed, same, cpus, threaded, ray.is_initialized()]))
 """
     env = {**os.environ, **{k: v for k, v in RAY_ENV.items() if k != "AUDIOKIT_PLUGINS"}, "RAY_ADDRESS": ""}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [1, 1, 1, True, 2.0]
-    assert rows(tmp_path / "one", "mfcc") == rows(tmp_path / "two", "mfcc") == rows(tmp_path / "three", "mfcc")
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [1, 1, 1, True, 2.0, [1, 1], False]
+    for name in ("two", "three", "four", "five"):
+        assert rows(tmp_path / name, "mfcc") == rows(tmp_path / "one", "mfcc"), name
 
 
 def test_without_ray_installed_the_engine_is_a_usage_error(tmp_path):

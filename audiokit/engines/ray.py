@@ -86,7 +86,8 @@ class RayEngine:
     def stop(self) -> None:
         self.stopping = True
 
-    def _connect(self) -> None:
+    def _connect(self) -> bool:
+        """Set Ray up for this run (True) or reuse the instance the process has (False)."""
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
         if self.address is None:  # a new instance on this machine, even if a cluster runs here
             options.update(address="local", num_cpus=self.workers or default_workers(), object_store_memory=OBJECT_STORE_BYTES)
@@ -94,7 +95,7 @@ class RayEngine:
             options["address"] = self.address
         if ray.is_initialized():
             if _connected.get("options") in (None, options):
-                return  # the caller's own Ray, or the one an earlier run in this process set up
+                return False  # the caller's own Ray, or the one an earlier run in this process set up
             ray.shutdown()  # an earlier run's, set up for another address or size
         try:
             ray.init(**options)
@@ -102,16 +103,24 @@ class RayEngine:
             where = "start a local Ray instance" if self.address is None else f"connect to the Ray cluster at {self.address}"
             raise OutputError(f"cannot {where}: {type(exc).__name__}: {exc}") from None
         _connected["options"] = options
+        return True
 
     def run(self, tasks: list[Task], stages, outbox) -> None:
-        # Ray is not shut down here: its own exit hook does that when a library caller's Python
-        # process ends (a later run in it reuses the instance), and the `audiokit` command
-        # leaves without exit hooks, the instance it started going with it (Ray ties those
-        # processes to the driver's life). Shutting down took 1.3 s of every command.
+        # Ray is not shut down after a run: its own exit hook does that when a library caller's
+        # Python process ends (a later run in it reuses the instance), and the `audiokit`
+        # command leaves without exit hooks, the instance it started going with it (Ray ties
+        # those processes to the life of the thread that started them). Shutting down took
+        # 1.3 s of every command. Started from another thread, the instance would die with
+        # that thread while still looking connected: then it is shut down after the run.
         if not tasks:
             return
-        self._connect()
-        self._run(tasks, stages, outbox)
+        started = self._connect()
+        try:
+            self._run(tasks, stages, outbox)
+        finally:
+            if started and threading.current_thread() is not threading.main_thread():
+                ray.shutdown()
+                _connected.clear()
 
     def _run(self, tasks: list[Task], stages, outbox) -> None:
         import ray.data
