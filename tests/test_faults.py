@@ -285,10 +285,11 @@ def test_disk_full_exits_3_and_leaves_a_valid_dataset(tmp_path, backend, staging
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         corpus = tmp_path / "corpus"
-        for i in range(8):  # 0.9 MB of logmel rows each: staged in memory unless told otherwise
+        for i in range(8):  # 0.9 MB of logmel rows each
             write_audio(corpus / f"f{i}.flac", tone(22050, 40.0, seed=i), 22050)
         out = mount / "out"
-        env = {**os.environ, "PYTHONPATH": str(REPO), **(STAGE_ON_DISK if staging == "on_disk" else {})}
+        in_memory = {"AUDIOKIT_STAGE_INLINE_BYTES": str(4 << 20)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(STAGE_ON_DISK if staging == "on_disk" else in_memory)}
         proc = subprocess.run(
             cli_command("extract", str(corpus), "-o", str(out), "-x", "logmel", "--workers", "2",
                         "--backend", backend, "--device", "cpu"),

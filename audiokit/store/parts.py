@@ -101,9 +101,10 @@ def iter_batches(path: str, batch_size: int = 65536):
     yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
 
 
-# A file's rows of one table up to this size travel with its outcome, in memory.
-# AUDIOKIT_STAGE_INLINE_BYTES=0 stages every file's rows on disk (the crash tests' kill points).
-INLINE_BYTES = int(os.environ.get("AUDIOKIT_STAGE_INLINE_BYTES", 1 << 20))
+# A file's rows of one table up to this size travel with its outcome, in memory (a clip's;
+# the writer holds a commit batch's worth of them per table). AUDIOKIT_STAGE_INLINE_BYTES=0
+# stages every file's rows on disk (the crash tests' kill points).
+INLINE_BYTES = int(os.environ.get("AUDIOKIT_STAGE_INLINE_BYTES", 256 << 10))
 
 
 class StageWriter:
