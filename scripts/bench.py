@@ -32,7 +32,9 @@ of this process, `time.process_time`), without
 interpreter start-up, worker processes or the writer's commits (audiokit: what one worker does
 per file, staged parts included; all three with freed memory kept for reuse, as in audiokit's
 workers): the cost per core, which is what decides throughput on corpora much larger than the
-benchmark's.
+benchmark's. It also times the MFCC alone, on signals decoded and resampled beforehand: the
+floor plus that (`floor_plus_mfcc_over_floor`) is what audiokit would cost with nothing else per
+file, and `rest_per_file_ms` is what it spends beyond both.
 
 `-x CHAIN` (the "catalogue" chain `mfcc,spectral,chroma,loudness,summary`, say) measures, per
 core and in this process like `--one-core`, `-x mfcc`, CHAIN without `loudness` (if it has it)
