@@ -127,18 +127,21 @@ def _librosa_one(path: str):
     return path, librosa.feature.mfcc(y=y, sr=sr).T.astype(np.float32)
 
 
-def _floor_one(path: str) -> float:
+def _resampled(path: str):
     """Decode in blocks, downmix, resample: the work no feature pipeline can avoid, done with
-    audiokit's own decoder (its integer-PCM reads are the fastest we know), downmix and soxr HQ."""
+    audiokit's own decoder (its integer-PCM reads are the fastest we know), downmix and soxr HQ.
+    Yields the 22,050 Hz mono signal piece by piece."""
     from audiokit.audio import Resampler, apply_channel_policy, open_audio
 
     with open_audio(path) as reader:
         resampler = Resampler(reader.info.sample_rate, 22050, 1)
-        n = 0
         for block in reader.blocks(reader.info.sample_rate * 10):
-            n += len(resampler.push(apply_channel_policy(block, "mix")))
-        n += len(resampler.finish(1))
-    return n / 22050
+            yield resampler.push(apply_channel_policy(block, "mix"))
+        yield resampler.finish(1)
+
+
+def _floor_one(path: str) -> float:
+    return sum(len(piece) for piece in _resampled(path)) / 22050
 
 
 def _pool_init():
@@ -504,15 +507,10 @@ def one_core(args) -> dict:
 def _features_only(processor, paths: list[str]) -> float:
     """CPU seconds of the MFCC extractor's stream over every file's resampled signal, in one
     push each (the signals are made outside the timing)."""
-    from audiokit.audio import Resampler, apply_channel_policy, open_audio
-
     extractor = processor.extractors["mfcc"]
     total = 0.0
     for path in paths:
-        with open_audio(path) as reader:
-            resampler = Resampler(reader.info.sample_rate, 22050, 1)
-            pieces = [resampler.push(apply_channel_policy(b, "mix")) for b in reader.blocks(reader.info.sample_rate * 10)]
-            signal = np.ascontiguousarray(np.concatenate([*pieces, resampler.finish(1)]).T)
+        signal = np.ascontiguousarray(np.concatenate(list(_resampled(path))).T)
         start = time.process_time()
         stream = extractor.start(1, 22050)
         for _ in [*stream.push(signal), *stream.finish()]:
