@@ -9,7 +9,7 @@ import time
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from conftest import REPO, run_cli, run_json, tone, write_audio
+from conftest import REPO, STAGE_ON_DISK, run_cli, run_json, tone, write_audio
 
 
 def rows(out, name):
@@ -304,7 +304,7 @@ def test_rows_staged_in_memory_or_on_disk_make_the_same_dataset(corpus, tmp_path
     assert pa.Table.from_batches(list(iter_staged(path))).column("x").to_pylist() == list(range(400))
 
     outs = {}
-    for name, env in (("memory", {}), ("disk", {"AUDIOKIT_STAGE_INLINE_BYTES": "0"})):
+    for name, env in (("memory", {}), ("disk", STAGE_ON_DISK)):
         out = tmp_path / name
         assert run_cli("extract", str(corpus), "-o", str(out), "-x", "mfcc,spectral", env=env).returncode == 0
         write_audio(corpus / "a" / "added.wav", tone(22050, 1.0, seed=9), 22050)
