@@ -124,6 +124,16 @@ def test_shipped_weights_load_and_give_probabilities():
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
 
 
+def test_ensemble_probabilities_are_the_average_of_its_networks():
+    model = FrameClassifier.load()
+    assert len({m.layers[0][0].shape[1] for m in model.members}) > 1  # networks of two widths
+    features = np.random.default_rng(1).normal(1.0, 3.0, (500, N_FEATURES)).astype(np.float32)
+    each = [m.probabilities(features) for m in model.members]
+    np.testing.assert_allclose(model.probabilities(features), np.mean(each, axis=0), atol=1e-5)
+    one = FrameClassifier(model.members[-1:], "one")
+    np.testing.assert_allclose(one.probabilities(features), each[-1], atol=1e-5)
+
+
 def pitch_columns(y: np.ndarray) -> dict[str, np.ndarray]:
     """The per-frame pitch-continuity columns of `base_features` for a mono signal."""
     base, _ = base_features(y.astype(np.float32)[None, :], None)
