@@ -17,7 +17,10 @@ programmes of every other fold. Decoded audio (16 kHz) is cached per source file
 
 usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|v3-noise|v3-sing [--folds 4]
        [--cache /work/cache15] [--programmes-per-fold 25] [--members 2] [--hidden 96,48]
-       [--smoothing JSON] [--average-with RECIPE[:HIDDEN]] [--json OUT.json]
+       [--smoothing JSON] [--average-with RECIPE[:HIDDEN[:SEED]]] [--json OUT.json]
+       [--debian DIR [--debian-programmes 25]]
+`--debian` adds make_segmenter_manifest.DEBIAN_MORE's packages (unpacked under DIR) as
+train-only sources: every fold also trains on programmes drawn from them, no fold tests on them.
 segmenter-v3's row: `--recipe v3-sing --hidden 192,96 --average-with v2:96,48` after
 `--recipe v2`.
        python scripts/cv_segmenter.py --write-manifest OUT.csv   (rows for train_segmenter.py)
@@ -74,7 +77,7 @@ V2_DEBIAN_PREFIXES = (
 
 
 def data_rows(data: Path = DATA) -> list[dict]:
-    """All licence-allowed labelled recordings: path, label, group, license, in_v2."""
+    """All licence-allowed labelled recordings of `data`: path, label, group, license, in_v2."""
     rows = []
     for r in make_segmenter_manifest.manifest_rows(data, None):
         if any(r["path"].endswith(p) for p in EXCLUDED_PATHS):
@@ -92,6 +95,23 @@ def data_rows(data: Path = DATA) -> list[dict]:
                 }
             )
     return rows
+
+
+def debian_rows(debian: Path) -> list[dict]:
+    """make_segmenter_manifest.DEBIAN_MORE's recordings (unpacked under `debian`): no group of
+    `data_rows` holds them, so the folds train on them and never test on them."""
+    return [{**r, "group": "deb:" + r["group"], "in_v2": False}
+            for r in make_segmenter_manifest.debian_more_rows(debian)]
+
+
+# the fold of the groups every fold trains on and none tests on
+TRAIN_ONLY = -1
+
+
+def train_only_name(fold_of: dict[str, int]) -> str:
+    """Names what is cached from the train-only groups by those groups (DEBIAN_MORE may change)."""
+    groups = sorted(g for g, k in fold_of.items() if k == TRAIN_ONLY)
+    return "deb-" + hashlib.sha1(" ".join(groups).encode()).hexdigest()[:8]
 
 
 def decoded(path: str, cache: Path) -> np.ndarray:
@@ -256,13 +276,14 @@ def test_set(rows, fold_of, fold, cache: Path, mixes: int, seed: int) -> list[di
 def programme_set(rows, fold_of, fold, recipe: str, cache: Path, count: int, seed: int):
     """Features and targets of `count` training programmes built from one fold's groups."""
     folds = max(fold_of.values()) + 1
-    target = cache / "cv" / f"train-{recipe}-f{fold}of{folds}-p{count}-s{seed}.npz"
+    name = train_only_name(fold_of) if fold == TRAIN_ONLY else f"f{fold}of{folds}"
+    target = cache / "cv" / f"train-{recipe}-{name}-p{count}-s{seed}.npz"
     if target.exists():
         with np.load(target) as d:
             return d["x"], d["y"]
     v2_only = RECIPES[recipe]["data"] == "v2"
     use = [r for r in rows if fold_of[r["group"]] == fold and (r["in_v2"] or not v2_only)]
-    rng = np.random.default_rng([seed, fold, 11])
+    rng = np.random.default_rng([seed, fold % 1000, 11])  # TRAIN_ONLY seeds as 999
     pools = pools_of(use, cache, rng)
     configure(recipe)
     x, y, _ = ts.build_set(rng, pools, count, 1)
@@ -356,11 +377,15 @@ def score_fold(classifier, mixes, params, scorer) -> tuple[dict, np.ndarray]:
     return total, confusion
 
 
-def saved_weights(args, recipe: str, hidden: str, fold: int) -> Path:
-    """Where the networks a recipe trained for one test fold are kept."""
+def saved_weights(
+    args, recipe: str, hidden: str, fold: int, extra: str = "", seed: int | None = None
+) -> Path:
+    """Where the networks a recipe trained for one test fold (`extra`: and on programmes of
+    the train-only sources, named by them) are kept."""
+    seed = args.seed if seed is None else seed
     return args.cache / "cv" / (
-        f"weights-{recipe}-f{fold}of{args.folds}-p{args.programmes_per_fold}"
-        f"-m{args.members}-e{args.epochs}-h{hidden.replace(',', '_')}-s{args.seed}.npz"
+        f"weights-{recipe}{extra}-f{fold}of{args.folds}-p{args.programmes_per_fold}"
+        f"-m{args.members}-e{args.epochs}-h{hidden.replace(',', '_')}-s{seed}.npz"
     )
 
 
@@ -395,14 +420,24 @@ def main() -> int:
         "--average-with",
         action="append",
         default=[],
-        metavar="RECIPE[:HIDDEN]",
-        help="also average the kept networks of another recipe (segmenter-v3: v2:96,48)",
+        metavar="RECIPE[:HIDDEN[:SEED]]",
+        help="also average the kept networks of another recipe or seed (segmenter-v3: v2:96,48)",
     )
+    ap.add_argument(
+        "--debian",
+        type=Path,
+        default=None,
+        help="unpacked Debian packages (make_segmenter_manifest.DEBIAN_MORE): train-only sources",
+    )
+    ap.add_argument("--debian-programmes", type=int, default=25,
+                    help="programmes drawn from the --debian sources, added to every fold's training")
     ap.add_argument("--write-manifest", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows = data_rows()
+    extra = debian_rows(args.debian) if args.debian else []
     if args.write_manifest:
+        rows += extra
         with open(args.write_manifest, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["path", "label", "group", "license"])
             writer.writeheader()
@@ -410,6 +445,8 @@ def main() -> int:
         print(f"{len(rows)} recordings, {len({r['group'] for r in rows})} groups", file=sys.stderr)
         return 0
     fold_of = assign_folds(rows, args.folds, args.cache)
+    fold_of |= {r["group"]: TRAIN_ONLY for r in extra}
+    rows += extra
     scorer = load_score_module()
     params = json.loads(args.smoothing)
     hidden = tuple(int(h) for h in args.hidden.split(","))
@@ -422,10 +459,16 @@ def main() -> int:
             for k in range(args.folds)
             if k != fold
         ]
+        if extra:
+            sets.append(programme_set(rows, fold_of, TRAIN_ONLY, args.recipe, args.cache,
+                                      args.debian_programmes, args.seed))
         x = np.concatenate([s[0] for s in sets])
         y = np.concatenate([s[1] for s in sets])
         # trained networks are kept, so other smoothing settings rescore without retraining
-        saved = saved_weights(args, args.recipe, args.hidden, fold)
+        saved = saved_weights(
+            args, args.recipe, args.hidden, fold,
+            f"-{train_only_name(fold_of)}x{args.debian_programmes}" if extra else "",
+        )
         if saved.exists():
             classifier = FrameClassifier.load(saved)
         else:
@@ -438,10 +481,11 @@ def main() -> int:
             save_weights(weights, saved)
         for spec in args.average_with:
             # another recipe's networks for this fold (run that recipe first), averaged in
-            other_recipe, _, other_hidden = spec.partition(":")
-            other = FrameClassifier.load(
-                saved_weights(args, other_recipe, other_hidden or "96,48", fold)
-            )
+            other_recipe, other_hidden, other_seed = (spec.split(":") + ["", ""])[:3]
+            other = FrameClassifier.load(saved_weights(
+                args, other_recipe, other_hidden or "96,48", fold,
+                seed=int(other_seed) if other_seed else args.seed,
+            ))
             classifier = FrameClassifier(classifier.members + other.members, "cv")
         total, confusion = score_fold(classifier, mixes, params, scorer)
         total["fold"] = fold
@@ -455,7 +499,8 @@ def main() -> int:
             f"{time.time() - began:.0f} s)",
             file=sys.stderr,
         )
-    summary = {"recipe": args.recipe, "folds": results}
+    summary = {"recipe": args.recipe, "debian_programmes": args.debian_programmes if extra else 0,
+               "folds": results}
     for key in ("accuracy", "speech_f1", "music_f1"):
         values = np.array([r[key] for r in results])
         summary[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),
