@@ -212,37 +212,37 @@ def overlap(rows: list[dict], dev: dict[str, str]) -> list[str]:
 
 # More Debian packages outside ../shared/data, none of which ../shared/data excerpts, so the
 # leave-sources-out folds can train on them without testing on them (`cv_segmenter.py
-# --debian`; no shipped weights train on them, see segmenter-v4.md): (package, glob under the
-# unpacked package, label, group, licence from the package's copyright file, stems to leave
-# out). Left out: sounds whose names say they are voices, jingles or notes (label unsure).
+# --debian`; no shipped weights train on them, see segmenter-v3.md): (package, glob under the
+# unpacked package, label, group, licence from the package's copyright file, a pattern of the
+# file stems left out). Left out: sounds whose names say they are voices, jingles or notes.
 _HEDGEWARS = "usr/share/games/hedgewars/Data"
 _WARMUX = "usr/share/games/warmux"
 _WESNOTH = "usr/share/games/wesnoth/1.16/data/core/sounds"
+_KEEP_ALL = r"$^"
 DEBIAN_MORE = [
     ("asterisk-prompt-fr-armelle", "usr/share/asterisk/sounds/**/*.gsm", "speech",
-     "asterisk-prompt-fr-armelle", "BSD-style (2006 Michel Gutierrez; voice Armelle Desjardins)", ()),
+     "asterisk-prompt-fr-armelle", "BSD-style (2006 Michel Gutierrez; voice Armelle Desjardins)",
+     _KEEP_ALL),
     ("asterisk-prompt-es-co", "usr/share/asterisk/sounds/**/*.gsm", "speech",
-     "asterisk-prompt-es-co", "GPL-2", ()),
-    ("hedgewars-data", f"{_HEDGEWARS}/Music/*.ogg", "music", "hedgewars-music", "GPL-2", ()),
+     "asterisk-prompt-es-co", "GPL-2", _KEEP_ALL),
+    ("hedgewars-data", f"{_HEDGEWARS}/Music/*.ogg", "music", "hedgewars-music", "GPL-2", _KEEP_ALL),
     ("hedgewars-data", f"{_HEDGEWARS}/Sounds/*.ogg", "noise", "hedgewars-sounds",
      "GFDL-1.3 (Droplet*: CC-BY-SA-3.0 saugox)",
-     ("1C", "2D", "3E", "4F", "5G", "6A", "7B", "8C", "9D", "hogchant3", "ride_of_the_valkyries",
-      "Yoohoo", "Kiss", "Hellish", "hell_growl", "hell_ooff", "hell_ow", "hell_ugh", "countdown1",
-      "countdown2", "countdown3", "countdown4", "custom1", "custom2", "custom3", "custom4",
-      "custom5", "custom6", "custom7", "custom8", "extratime", "suddendeath", "homerun",
-      "invulnerable", "lowgravity", "skip", "switchhog", "placed", "CollectCrate", "BirdyLay")),
-    ("warmux-data", f"{_WARMUX}/music/*/*.ogg", "music", "warmux-music", "GPL-2", ()),
+     r"[1-9][A-G]|hogchant3|ride_of_the_valkyries|Yoohoo|Kiss|Hellish|hell_.*|countdown\d|custom\d"
+     r"|extratime|suddendeath|homerun|invulnerable|lowgravity|skip|switchhog|placed|CollectCrate"
+     r"|BirdyLay"),
+    ("warmux-data", f"{_WARMUX}/music/*/*.ogg", "music", "warmux-music", "GPL-2", _KEEP_ALL),
     ("warmux-data", f"{_WARMUX}/sound/default/weapons/*.ogg", "noise", "warmux-sounds", "GPL-2",
-     ("disco_grenade_music", "homerun")),
+     r"disco_grenade_music|homerun"),
     ("warmux-data", f"{_WARMUX}/sound/default/misc/*.ogg", "noise", "warmux-sounds", "GPL-2",
-     ("frog_music", "victory", "sherif", "newcomer")),
-    ("wesnoth-1.16-data", f"{_WESNOTH}/ambient/*.ogg", "noise", "wesnoth-ambient", "GPL-2+", ()),
-    ("wesnoth-1.16-data", f"{_WESNOTH}/*.*", "noise", "wesnoth-sounds", "GPL-2+", ()),
+     r"frog_music|victory|sherif|newcomer"),
+    ("wesnoth-1.16-data", f"{_WESNOTH}/ambient/*.ogg", "noise", "wesnoth-ambient", "GPL-2+",
+     _KEEP_ALL),
+    # cries of people and people-like creatures: not noise to a listener
+    ("wesnoth-1.16-data", f"{_WESNOTH}/*.*", "noise", "wesnoth-sounds", "GPL-2+",
+     r"(human|dwarf|elf|orc|goblin|ogre|troll|lich|zombie|mermaid|mermen|naga|groan|ugg|wail"
+     r"|fanfare).*"),
 ]
-# Wesnoth's cries of people and people-like creatures: not noise to a listener.
-_WESNOTH_VOICES = re.compile(
-    r"^(human|dwarf|elf|orc|goblin|ogre|troll|lich|zombie|mermaid|mermen|naga|groan|ugg|wail|fanfare)"
-)
 
 
 def manifest_rows(data: Path, debian: Path | None) -> list[dict]:
@@ -300,10 +300,7 @@ def debian_more_rows(debian: Path) -> list[dict]:
     rows = []
     for package, pattern, label, group, licence, left_out in DEBIAN_MORE:
         for path in sorted(glob.glob(str(debian / package / pattern), recursive=True)):
-            stem = Path(path).stem
-            if stem in left_out or (group == "wesnoth-sounds" and _WESNOTH_VOICES.match(stem)):
-                continue
-            if not path.endswith((".ogg", ".wav", ".gsm", ".flac")):
+            if re.fullmatch(left_out, Path(path).stem) or not path.endswith((".ogg", ".wav", ".gsm")):
                 continue
             rows.append(
                 {
