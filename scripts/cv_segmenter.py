@@ -53,10 +53,8 @@ import train_segmenter as ts  # noqa: E402
 from audiokit.extractors.segments import LABELS, smooth  # noqa: E402
 from audiokit.models.segmenter import (  # noqa: E402
     DECISION_SECONDS,
-    MLP,
     FrameClassifier,
     FrameFeatureStream,
-    context_features,
 )
 
 DATA = make_segmenter_manifest.DEFAULT_DATA
@@ -283,25 +281,6 @@ def test_set(rows, fold_of, fold, cache: Path, mixes: int, seed: int) -> list[di
     return out
 
 
-def programme_mixes(rows, fold_of, fold, cache: Path, count: int, seed: int) -> list[dict]:
-    """`count` whole training-style programmes (train_segmenter.py's, shorter pieces than the
-    test mixes) from one fold's groups, with their features and labels."""
-    target = cache / "cv" / f"programmes-f{fold}of{max(fold_of.values()) + 1}-n{count}-s{seed}.npz"
-    if target.exists():
-        with np.load(target, allow_pickle=True) as d:
-            return list(d["mixes"])
-    rng = np.random.default_rng([seed, fold, 13])
-    pools = pools_of([r for r in rows if fold_of[r["group"]] == fold], cache, rng)
-    configure("v3-sing")
-    out = []
-    for _ in range(count):
-        y, labels = ts.programme(rng, pools, rng.uniform(60, 120))
-        out.append({"features": ts.features_of(y), "labels": labels, "seconds": len(y) / SR})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(target, mixes=np.array(out, dtype=object))
-    return out
-
-
 # ---------------------------------------------------------------- training programmes
 
 
@@ -376,7 +355,7 @@ def load_score_module():
 
 
 def segments_of(classifier: FrameClassifier, mix: dict, params: dict) -> list:
-    probs = classifier.in_context(classifier.probabilities(mix["features"]))
+    probs = classifier.probabilities(mix["features"])
     segs, _ = smooth(
         probs,
         mix["level"],
@@ -394,17 +373,19 @@ def segments_of(classifier: FrameClassifier, mix: dict, params: dict) -> list:
 
 
 def kind_of(part) -> str:
-    """A test-mix part's row in the per-kind report: its kind, and the bed's level band."""
+    """A test-mix part's row in the per-kind report: its kind, and for speech over a bed the
+    band of the bed's level under the voice."""
     _, _, kind, snr = part
     if snr is None:
         return kind
-    low = next(b for b in (14, 8, 3) if snr >= b)
-    return f"{kind} {low}-{ {3: 8, 8: 14, 14: 20}[low]} dB"
+    low, high = next((lo, hi) for lo, hi in ((14, 20), (8, 14), (3, 8)) if snr >= lo)
+    return f"{kind} {low}-{high} dB"
 
 
 def score_fold(classifier, mixes, params, scorer) -> tuple[dict, np.ndarray, dict]:
-    """Scores, the confusion of 10 ms frames outside the collar (rows reference speech / music /
-    other) and per part kind the counts of frames called speech / music / other."""
+    """Scores, the confusion of 10 ms frames outside the collar (rows: reference speech /
+    music / other) and, per part kind, how many frames the segments call speech / music /
+    other (the collar left out at both ends of each part)."""
     ref = {f"m{i}": m["labels"] for i, m in enumerate(mixes)}
     pred = {f"m{i}": segments_of(classifier, m, params) for i, m in enumerate(mixes)}
     _, total = scorer.score(ref, pred)
@@ -455,42 +436,6 @@ def classifier_from(weights: list[dict]) -> FrameClassifier:
     return FrameClassifier.load(buffer)
 
 
-# ---------------------------------------------------------------- context stage
-
-# The context stage learns from the ensemble's probabilities on audio it has never heard: for
-# each fold, more held-out-style mixes of that fold's sources (a seed apart from the test
-# mixes) run through the networks trained without that fold. Scoring fold k trains it on the
-# other folds' mixes only; the shipped stage (--export-context) on every fold's.
-CONTEXT_SEED = 4321
-CONTEXT_HIDDEN = (32,)
-
-
-def context_set(classifier: FrameClassifier, mixes: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for mix in mixes:
-        probs = classifier.probabilities(mix["features"])
-        target, keep = ts.frame_targets(mix["labels"], len(probs))
-        xs.append(context_features(probs)[keep])
-        ys.append(target[keep])
-    return np.concatenate(xs), np.concatenate(ys)
-
-
-def train_context(sets: list[tuple[np.ndarray, np.ndarray]], epochs: int, seed: int) -> dict:
-    x = np.concatenate([s[0] for s in sets])
-    y = np.concatenate([s[1] for s in sets])
-    # not class-balanced: these mixes hold the classes in held-out proportions, and the stage's
-    # job is to weigh the networks' evidence by them (balanced, it calls "other" twice as often)
-    weights, _ = ts.train(x, y, x[:2000], y[:2000], hidden=CONTEXT_HIDDEN, epochs=epochs,
-                          seed=seed, balanced=False)
-    return weights
-
-
-def with_context(classifier: FrameClassifier, weights: dict) -> FrameClassifier:
-    layers = tuple((weights[f"w{i}"], weights[f"b{i}"]) for i in range(int(weights["n_layers"])))
-    stage = MLP(weights["feature_mean"], weights["feature_scale"], layers)
-    return FrameClassifier(classifier.members, classifier.version, stage)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="v3-data")
@@ -519,14 +464,6 @@ def main() -> int:
     )
     ap.add_argument("--debian-programmes", type=int, default=25,
                     help="programmes drawn from the --debian sources, added to every fold's training")
-    ap.add_argument("--context", action="store_true",
-                    help="add the context stage (trained on the other folds' context mixes)")
-    ap.add_argument("--context-mixes", type=int, default=24,
-                    help="held-out-style mixes per fold that the context stage trains on")
-    ap.add_argument("--context-programmes", type=int, default=0,
-                    help="training-style programmes per fold that it trains on as well")
-    ap.add_argument("--export-context", type=Path, default=None, metavar="OUT.npz",
-                    help="train the context stage on every fold's context mixes and write it")
     ap.add_argument("--write-manifest", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -548,11 +485,8 @@ def main() -> int:
     hidden = tuple(int(h) for h in args.hidden.split(","))
     results = []
     began = time.time()
-    context = args.context or args.export_context
-    # the context stage needs every fold's networks: it trains on the folds not scored
-    every_fold = context or args.only_fold is None
-    bases = {}
-    for fold in range(args.folds) if every_fold else [args.only_fold]:
+    for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
+        mixes = test_set(rows, fold_of, fold, args.cache, args.test_mixes, 1234)
         sets = [
             programme_set(rows, fold_of, k, args.recipe, args.cache, args.programmes_per_fold, args.seed)
             for k in range(args.folds)
@@ -586,34 +520,10 @@ def main() -> int:
                 seed=int(other_seed) if other_seed else args.seed,
             ))
             classifier = FrameClassifier(classifier.members + other.members, "cv")
-        bases[fold] = classifier, len(x)
-    if context:
-        context_sets = {
-            fold: context_set(
-                classifier,
-                test_set(rows, fold_of, fold, args.cache, args.context_mixes, CONTEXT_SEED)
-                + programme_mixes(rows, fold_of, fold, args.cache, args.context_programmes,
-                                  CONTEXT_SEED),
-            )
-            for fold, (classifier, _) in bases.items()
-        }
-    if args.export_context:
-        weights = train_context(list(context_sets.values()), args.epochs, args.seed)
-        np.savez_compressed(args.export_context, version=np.array("context"), n_members=np.array(0),
-                            **{f"context_{k}": v for k, v in weights.items()})
-        print(f"{args.export_context}: context stage from {len(context_sets)} folds' mixes",
-              file=sys.stderr)
-        return 0
-    for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
-        classifier, train_frames = bases[fold]
-        if args.context:
-            others = [context_sets[k] for k in context_sets if k != fold]
-            classifier = with_context(classifier, train_context(others, args.epochs, args.seed))
-        mixes = test_set(rows, fold_of, fold, args.cache, args.test_mixes, 1234)
         total, confusion, by_kind = score_fold(classifier, mixes, params, scorer)
         total["fold"] = fold
         total["test_minutes"] = round(sum(m["seconds"] for m in mixes) / 60, 1)
-        total["train_frames"] = int(train_frames)
+        total["train_frames"] = int(len(x))
         total["confusion"] = confusion.tolist()
         total["by_kind"] = {k: v.tolist() for k, v in by_kind.items()}
         results.append(total)
@@ -624,7 +534,7 @@ def main() -> int:
             file=sys.stderr,
         )
     summary = {"recipe": args.recipe, "debian_programmes": args.debian_programmes if extra else 0,
-               "context": args.context, "folds": results}
+               "folds": results}
     for key in ("accuracy", "speech_f1", "music_f1"):
         values = np.array([r[key] for r in results])
         summary[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),
@@ -635,9 +545,10 @@ def main() -> int:
     for r in results:
         for kind, counts in r["by_kind"].items():
             kinds[kind] += counts
-    summary["by_kind"] = {k: {"seconds": round(int(v.sum()) * scorer.HOP, 1),
-                              "called": (v / max(v.sum(), 1)).round(3).tolist()}
-                          for k, v in sorted(kinds.items())}
+    summary["by_kind"] = {
+        k: {"seconds": round(int(v.sum()) * scorer.HOP, 1), "called": (v / max(v.sum(), 1)).round(3).tolist()}
+        for k, v in sorted(kinds.items())
+    }
     print("part kind (all folds)            seconds   called speech / music / other", file=sys.stderr)
     for kind, row in summary["by_kind"].items():
         called = " / ".join(f"{c:.3f}" for c in row["called"])

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 from audiokit.models.segmenter import (  # noqa: E402 (after a guarded import)
     CLASSES,
     DECISION_SECONDS,
+    N_FEATURES,
     SAMPLE_RATE,
     FrameFeatureStream,
 )
@@ -617,9 +618,7 @@ def build_set(rng, pools, programmes: int, every: int) -> tuple[np.ndarray, np.n
 # ---------------------------------------------------------------- training
 
 
-def train(x, y, x_val, y_val, *, hidden, epochs, seed, balanced=True) -> tuple[dict, dict]:
-    """Fit an MLP `x.shape[1] → hidden… → 3`; `balanced` weights the loss by inverse class
-    frequency (the programmes' mix of classes is ours, not the world's)."""
+def train(x, y, x_val, y_val, *, hidden, epochs, seed) -> tuple[dict, dict]:
     import torch
 
     torch.manual_seed(seed)
@@ -629,7 +628,7 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed, balanced=True) -> tuple[d
     xt = torch.from_numpy((x - mean) * scale).float()
     yt = torch.from_numpy(y)
     xv = torch.from_numpy((x_val - mean) * scale).float()
-    sizes = [x.shape[1], *hidden, len(CLASSES)]
+    sizes = [N_FEATURES, *hidden, len(CLASSES)]
     layers: list = []
     for i in range(len(sizes) - 1):
         layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
@@ -640,9 +639,7 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed, balanced=True) -> tuple[d
     class_weight = torch.tensor(
         counts.sum() / (len(CLASSES) * np.maximum(counts, 1)), dtype=torch.float32
     )
-    loss_fn = torch.nn.CrossEntropyLoss(
-        weight=class_weight if balanced else None, label_smoothing=0.05
-    )
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight, label_smoothing=0.05)
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=3e-3, total_steps=epochs * math.ceil(len(xt) / 512)
@@ -656,7 +653,7 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed, balanced=True) -> tuple[d
         for start in range(0, len(xt), 512):
             idx = order[start : start + 512]
             # feature noise: robustness to small shifts the augmentation did not cover
-            batch = xt[idx] + 0.05 * torch.randn(len(idx), x.shape[1], generator=generator)
+            batch = xt[idx] + 0.05 * torch.randn(len(idx), N_FEATURES, generator=generator)
             loss = loss_fn(model(batch), yt[idx])
             optimiser.zero_grad()
             loss.backward()
@@ -692,16 +689,11 @@ def probabilities_of(model, x) -> np.ndarray:
 
 
 def merge(paths: list[str], out: str, version: str) -> None:
-    """One weights file whose members are all the members of `paths`, in order, with the
-    context stage of the file that has one (`cv_segmenter.py --export-context` writes it)."""
+    """One weights file whose members are all the members of `paths`, in order."""
     weights = {"version": np.array(version)}
     count = 0
     for path in paths:
         with np.load(path, allow_pickle=False) as data:
-            context = [key for key in data.files if key.startswith("context_")]
-            if context and any(key.startswith("context_") for key in weights):
-                raise SystemExit(f"{path}: a second context stage (one per ensemble)")
-            weights |= {key: data[key] for key in context}
             if "n_members" not in data.files:  # one bare network (early v1 runs)
                 for key in data.files:
                     if key != "version":

@@ -1,11 +1,10 @@
 """`segments` (speech / music / noise / silence stretches) and `segment_probs` (frame posteriors).
 
-Both run the shipped frame classifier (`audiokit.models.segmenter`) and its context stage.
-`segments` then smooths the frame decisions with a four-state HMM (Viterbi; switching label
-costs `switch_penalty`), bridges short pauses inside speech and merges stretches shorter than
-`min_segment_s` into a neighbour. Both keep a few numbers per 40 ms decision until the file
-ends (about 1.5 MB per hour of audio; the context stage reads seconds on either side of each
-decision), never the audio itself.
+Both run the shipped frame classifier (`audiokit.models.segmenter`). `segments` then smooths
+the frame decisions with a four-state HMM (Viterbi; switching label costs `switch_penalty`),
+bridges short pauses inside speech and merges stretches shorter than `min_segment_s` into a
+neighbour. It keeps a few numbers per 40 ms decision until the file ends (about 1 MB per hour
+of audio), never the audio itself.
 """
 
 from __future__ import annotations
@@ -198,11 +197,7 @@ def smooth(
 
 
 class _ClassifierStream:
-    """Runs the classifier over a stream; `on_frames(probs, level)` gets each ready stretch.
-
-    With a context stage (which reads seconds on either side of each decision) the whole
-    file's probabilities are kept and `on_frames` gets them once, after the stage, at the end.
-    """
+    """Runs the classifier over a stream; `on_frames(probs, level)` gets each ready stretch."""
 
     def __init__(self, extractor: _SegmenterBase, channels: int):
         self.classifier = extractor.classifier
@@ -210,32 +205,18 @@ class _ClassifierStream:
         self.channels = channels
         self.samples = 0
         self.frames_done = 0
-        self._held: list[tuple[np.ndarray, np.ndarray]] = []  # (probs, level) awaiting context
 
     def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
         self.samples += block.shape[1]
         return self._frames(*self.features.push(block))
 
     def finish(self) -> list[pa.RecordBatch]:
-        out = self._frames(*self.features.finish())
-        if self._held:
-            probs = np.concatenate([p for p, _ in self._held], axis=1)
-            level = np.concatenate([lv for _, lv in self._held], axis=1)
-            self._held = []
-            probs = np.stack([self.classifier.in_context(c) for c in probs])
-            out += self._emit(probs, level)
-        return out + self.close()
+        return self._frames(*self.features.finish()) + self.close()
 
     def _frames(self, features: np.ndarray, level: np.ndarray) -> list[pa.RecordBatch]:
         if features.shape[1] == 0:
             return []
         probs = self.classifier.probabilities(features)
-        if self.classifier.context is not None:
-            self._held.append((probs, level))
-            return []
-        return self._emit(probs, level)
-
-    def _emit(self, probs: np.ndarray, level: np.ndarray) -> list[pa.RecordBatch]:
         start = self.frames_done
         self.frames_done += probs.shape[1]
         return self.on_frames(start, probs, level)

@@ -17,11 +17,6 @@ features inference computes):
    sees spectral shape and modulation, not loudness.
 4. A few small MLPs (numpy inference), averaged, give p(speech), p(music), p(noise) for every
    second frame (decision `k` is centred at `k * 0.04` s).
-5. Optionally a context stage: one more small MLP reads those probabilities over ±4 s around
-   each decision (window means, and the halves before and after it) and gives the final ones.
-   It sees what a frame's own 2 s window cannot: words now and then over a music bed, a
-   second of noise inside a conversation. It runs over a whole file's probabilities (the
-   `segments` extractor keeps them until the file ends anyway), in bounded chunks.
 
 Streaming needs 1 s of look-ahead, so `FrameFeatureStream` holds about two seconds of per-frame
 features (under 100 kB) plus the current block, whatever the file's length.
@@ -97,14 +92,6 @@ _STD_COLUMNS = np.r_[0:N_MELS, _LEVEL : _LEVEL + _N_SCALARS, _PITCH, _PITCH + 3,
 _N_RATIOS = 3
 _RATIO_PRIOR = 0.05  # voiced share added to the denominators (a window with no voiced frame)
 N_FEATURES = len(WINDOW_HALVES) * (_N_BASE + len(_STD_COLUMNS) + _N_RATIOS)
-
-# Context stage: per decision, the log-probabilities, the mean probabilities over windows of
-# ±CONTEXT_HALVES decisions, and for CONTEXT_SIDES the means before and after it apart (so a
-# boundary shows which side it is on). ±100 decisions = ±4 s.
-CONTEXT_HALVES = (2, 6, 12, 25, 50, 100)
-CONTEXT_SIDES = (12, 25, 50)
-N_CONTEXT_FEATURES = len(CLASSES) * (1 + len(CONTEXT_HALVES) + 2 * len(CONTEXT_SIDES))
-_CONTEXT_CHUNK = 8192  # decisions at a time: a ten-hour file stays a few MB of features
 
 
 class _Analysis:
@@ -340,45 +327,16 @@ class MLP:
         return x
 
 
-def context_features(probs: np.ndarray) -> np.ndarray:
-    """The context stage's inputs `(T, N_CONTEXT_FEATURES)` for a whole file's probabilities
-    `probs [shape=(T, 3)]`; windows are cut at the file's ends."""
-    return _context_features(probs, _running_sums(probs), 0, len(probs))
-
-
-def _running_sums(probs: np.ndarray) -> np.ndarray:
-    # float64: a window's mean does not depend on the chunk it is computed in
-    sums = np.zeros((probs.shape[0] + 1, probs.shape[1]), dtype=np.float64)
-    np.cumsum(probs, axis=0, out=sums[1:])
-    return sums
-
-
-def _context_features(probs: np.ndarray, sums: np.ndarray, start: int, stop: int) -> np.ndarray:
-    total = probs.shape[0]
-    at = np.arange(start, min(stop, total))
-    parts = [np.log(probs[at].astype(np.float64) + 1e-4)]
-
-    def mean(lo, hi):
-        return (sums[hi] - sums[lo]) / (hi - lo)[:, None]
-
-    for half in CONTEXT_HALVES:
-        lo, hi = np.maximum(at - half, 0), np.minimum(at + half + 1, total)
-        parts.append(mean(lo, hi))
-        if half in CONTEXT_SIDES:
-            parts += [mean(lo, at + 1), mean(at, hi)]
-    return np.concatenate(parts, axis=1).astype(np.float32)
-
-
-def _member(data, prefix: str, path, inputs: int = N_FEATURES) -> MLP:
+def _member(data, prefix: str, path) -> MLP:
     layers = tuple(
         (data[f"{prefix}w{i}"].astype(np.float32), data[f"{prefix}b{i}"].astype(np.float32))
         for i in range(int(data[f"{prefix}n_layers"]))
     )
     mean = data[f"{prefix}feature_mean"].astype(np.float32)
     scale = data[f"{prefix}feature_scale"].astype(np.float32)
-    if mean.shape != (inputs,) or layers[0][0].shape[0] != inputs:
+    if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
         raise ValueError(
-            f"{path}: weights expect {mean.shape[0]} features, the recipe makes {inputs}"
+            f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
         )
     if layers[-1][0].shape[1] != len(CLASSES):
         raise ValueError(f"{path}: the last layer must have {len(CLASSES)} outputs")
@@ -387,17 +345,14 @@ def _member(data, prefix: str, path, inputs: int = N_FEATURES) -> MLP:
 
 @dataclasses.dataclass(frozen=True)
 class FrameClassifier:
-    """A few small MLPs whose probabilities are averaged, and an optional context stage over
-    them; pure numpy.
+    """A few small MLPs whose probabilities are averaged; pure numpy.
 
     Weights file (`.npz`): `version`, `n_members`, and per member `j` the arrays
-    `m{j}_feature_mean`, `m{j}_feature_scale`, `m{j}_n_layers`, `m{j}_w{i}` `(in, out)`, `m{j}_b{i}`;
-    the context stage, where there is one, as the same arrays prefixed `context_`.
+    `m{j}_feature_mean`, `m{j}_feature_scale`, `m{j}_n_layers`, `m{j}_w{i}` `(in, out)`, `m{j}_b{i}`.
     """
 
     members: tuple[MLP, ...]
     version: str
-    context: MLP | None = None
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
@@ -408,16 +363,11 @@ class FrameClassifier:
                 members = tuple(
                     _member(data, f"m{j}_", path) for j in range(int(data["n_members"]))
                 )
-                context = (
-                    _member(data, "context_", path, N_CONTEXT_FEATURES)
-                    if "context_n_layers" in data.files
-                    else None
-                )
         except (OSError, KeyError) as exc:
             raise ValueError(f"cannot read classifier weights {path}: {exc}") from None
         if not members:
             raise ValueError(f"{path}: no networks in the weights file")
-        return cls(members, version, context)
+        return cls(members, version)
 
     @cached_property
     def _first_layers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -449,21 +399,6 @@ class FrameClassifier:
             total = x if total is None else total + x
         total /= np.float32(len(self.members))
         return total.reshape(shape + (len(CLASSES),))
-
-    def in_context(self, probs: np.ndarray) -> np.ndarray:
-        """A whole file's `probabilities` `(T, 3)` → the context stage's `(T, 3)`, float32
-        (the same array where the weights have no context stage)."""
-        if self.context is None or len(probs) == 0:
-            return probs
-        sums = _running_sums(probs)
-        return np.concatenate(
-            [
-                self.context.probabilities(
-                    _context_features(probs, sums, start, start + _CONTEXT_CHUNK)
-                )
-                for start in range(0, len(probs), _CONTEXT_CHUNK)
-            ]
-        )
 
 
 @lru_cache(maxsize=4)
@@ -521,14 +456,12 @@ __all__ = [
     "CLASSES",
     "DECISION_SECONDS",
     "FRAME_SECONDS",
-    "N_CONTEXT_FEATURES",
     "N_FEATURES",
     "SAMPLE_RATE",
     "WEIGHTS_PATH",
     "FrameClassifier",
     "FrameFeatureStream",
     "base_features",
-    "context_features",
     "load_classifier",
     "window_statistics",
 ]
