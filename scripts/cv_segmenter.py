@@ -18,7 +18,7 @@ programmes of every other fold. Decoded audio (16 kHz) is cached per source file
 usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|v3-noise|v3-sing [--folds 4]
        [--cache /work/cache15] [--programmes-per-fold 25] [--members 2] [--hidden 96,48]
        [--smoothing JSON] [--average-with RECIPE[:HIDDEN[:SEED]]] [--json OUT.json]
-       [--debian DIR [--debian-programmes 25]]
+       [--debian DIR [--debian-programmes 25]] [--train-folds N]
 `--debian` adds make_segmenter_manifest.DEBIAN_MORE's packages (unpacked under DIR) as
 train-only sources: every fold also trains on programmes drawn from them, no fold tests on them.
 segmenter-v3's row: `--recipe v3-sing --hidden 192,96 --average-with v2:96,48` after
@@ -410,6 +410,34 @@ def score_fold(classifier, mixes, params, scorer) -> tuple[dict, np.ndarray, dic
     return total, confusion, dict(by_kind)
 
 
+def audit_groups(rows, fold_of, networks: dict, cache: Path, loud_db: float = -50.0) -> list[dict]:
+    """Each group's recordings (their first two minutes) through the networks of the fold that
+    never trained on them: the share of loud decisions called speech / music / noise, lowest
+    agreement with the group's label first. A labelled source the networks of every other
+    source call something else is worth a listen: a mislabelled one teaches the wrong thing
+    and is scored wrong."""
+    index = {"speech": 0, "music": 1, "singing": 1, "noise": 2}
+    calls: dict = defaultdict(lambda: np.zeros(3, dtype=np.int64))
+    label_of, seconds = {}, defaultdict(float)
+    for r in rows:
+        y = decoded(r["path"], cache)[: 120 * SR]
+        if len(y) < SR // 2:
+            continue
+        features, level = stream_features(y)
+        called = networks[fold_of[r["group"]]].probabilities(features).argmax(axis=1)
+        calls[r["group"]] += np.bincount(called[level > loud_db], minlength=3)
+        label_of[r["group"]] = r["label"]
+        seconds[r["group"]] += len(y) / SR
+    out = []
+    for group, counts in calls.items():
+        share = counts / max(counts.sum(), 1)
+        out.append({"group": group, "label": label_of[group], "fold": fold_of[group],
+                    "minutes": round(seconds[group] / 60, 1),
+                    "agreement": round(float(share[index[label_of[group]]]), 3),
+                    "called": share.round(3).tolist()})
+    return sorted(out, key=lambda g: g["agreement"])
+
+
 def saved_weights(
     args, recipe: str, hidden: str, fold: int, extra: str = "", seed: int | None = None
 ) -> Path:
@@ -448,6 +476,9 @@ def main() -> int:
     ap.add_argument("--hidden", default="96,48")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-fold", type=int, default=None)
+    ap.add_argument("--train-folds", type=int, default=None, metavar="N",
+                    help="train on the N folds after the test fold only (a learning curve: how "
+                         "the figures grow with the number of sources)")
     ap.add_argument("--smoothing", default="{}", help="JSON: segments parameters for scoring")
     ap.add_argument(
         "--average-with",
@@ -464,6 +495,9 @@ def main() -> int:
     )
     ap.add_argument("--debian-programmes", type=int, default=25,
                     help="programmes drawn from the --debian sources, added to every fold's training")
+    ap.add_argument("--audit", action="store_true",
+                    help="run every group through the fold networks that never saw it (trained "
+                         "or kept as for scoring) and list the groups by agreement with their label")
     ap.add_argument("--write-manifest", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -483,14 +517,18 @@ def main() -> int:
     scorer = load_score_module()
     params = json.loads(args.smoothing)
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    results = []
+    results, networks = [], {}
     began = time.time()
-    for fold in range(args.folds) if args.only_fold is None else [args.only_fold]:
+    for fold in range(args.folds) if args.only_fold is None or args.audit else [args.only_fold]:
         mixes = test_set(rows, fold_of, fold, args.cache, args.test_mixes, 1234)
+        # the other folds, or (--train-folds N, a learning curve) the N after this one, with as
+        # many programmes in all: fewer sources, the same hours of training audio
+        n_train = args.train_folds or args.folds - 1
+        per_fold = round(args.programmes_per_fold * (args.folds - 1) / n_train)
         sets = [
-            programme_set(rows, fold_of, k, args.recipe, args.cache, args.programmes_per_fold, args.seed)
-            for k in range(args.folds)
-            if k != fold
+            programme_set(rows, fold_of, (fold + i) % args.folds, args.recipe, args.cache, per_fold,
+                          args.seed)
+            for i in range(1, n_train + 1)
         ]
         if extra:
             sets.append(programme_set(rows, fold_of, TRAIN_ONLY, args.recipe, args.cache,
@@ -500,7 +538,8 @@ def main() -> int:
         # trained networks are kept, so other smoothing settings rescore without retraining
         saved = saved_weights(
             args, args.recipe, args.hidden, fold,
-            f"-{train_only_name(fold_of)}x{args.debian_programmes}" if extra else "",
+            (f"-{train_only_name(fold_of)}x{args.debian_programmes}" if extra else "")
+            + (f"-t{args.train_folds}" if args.train_folds else ""),
         )
         if saved.exists():
             classifier = FrameClassifier.load(saved)
@@ -520,6 +559,9 @@ def main() -> int:
                 seed=int(other_seed) if other_seed else args.seed,
             ))
             classifier = FrameClassifier(classifier.members + other.members, "cv")
+        if args.audit:
+            networks[fold] = classifier
+            continue
         total, confusion, by_kind = score_fold(classifier, mixes, params, scorer)
         total["fold"] = fold
         total["test_minutes"] = round(sum(m["seconds"] for m in mixes) / 60, 1)
@@ -533,8 +575,19 @@ def main() -> int:
             f"{time.time() - began:.0f} s)",
             file=sys.stderr,
         )
+    if args.audit:
+        groups = audit_groups(rows, fold_of, networks, args.cache)
+        print("agreement  group                                  label    fold  minutes  called s / m / n",
+              file=sys.stderr)
+        for g in groups:
+            called = " / ".join(f"{c:.2f}" for c in g["called"])
+            print(f"{g['agreement']:9.2f}  {g['group']:38s} {g['label']:8s} {g['fold']:4d} {g['minutes']:8.1f}"
+                  f"  {called}", file=sys.stderr)
+        if args.json:
+            args.json.write_text(json.dumps(groups, indent=1))
+        return 0
     summary = {"recipe": args.recipe, "debian_programmes": args.debian_programmes if extra else 0,
-               "folds": results}
+               "train_folds": args.train_folds or args.folds - 1, "folds": results}
     for key in ("accuracy", "speech_f1", "music_f1"):
         values = np.array([r[key] for r in results])
         summary[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),

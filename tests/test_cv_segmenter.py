@@ -1,6 +1,7 @@
-"""scripts/cv_segmenter.py's per-kind report: every test-mix part is named by what was built
-(singing apart from music, the bed's level band for speech over music or noise), the parts
-tile the labelled mix, and the report counts what the segments call each part's frames."""
+"""scripts/cv_segmenter.py's diagnostics. The per-kind report: every test-mix part is named by
+what was built (singing apart from music, the bed's level band for speech over music or noise),
+the parts tile the labelled mix, and the report counts what the segments call each part's
+frames. The audit: each group through the networks of the fold that never saw it."""
 
 from __future__ import annotations
 
@@ -72,3 +73,33 @@ def test_the_report_counts_what_the_segments_call_each_part():
     # 10 s less the 0.25 s collar at both ends: 950 frames each, all called music
     assert by_kind["speech_over_music 3-8 dB"].tolist() == [0, 950, 0]
     assert by_kind["singing"].tolist() == [0, 950, 0]
+
+
+class _Always:
+    """A classifier that calls every decision one class."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def probabilities(self, features):
+        p = np.zeros((len(features), 3), np.float32)
+        p[:, self.index] = 1.0
+        return p
+
+
+def test_the_audit_lists_groups_by_agreement_with_their_label(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for group, label in (("tones", "music"), ("talk", "speech"), ("hiss", "noise")):
+        path = tmp_path / f"{group}.flac"
+        sf.write(path, (0.3 * rng.standard_normal(cv.SR * 3)).astype(np.float32), cv.SR)
+        rows.append({"path": str(path), "label": label, "group": group})
+    fold_of = {"tones": 0, "talk": 1, "hiss": 1}
+    # fold 0's sources go through networks that call everything music, fold 1's speech
+    groups = cv.audit_groups(rows, fold_of, {0: _Always(1), 1: _Always(0)}, tmp_path / "cache")
+    by_name = {g["group"]: g for g in groups}
+    assert by_name["tones"]["agreement"] == 1.0 and by_name["talk"]["agreement"] == 1.0
+    assert by_name["hiss"]["agreement"] == 0.0 and by_name["hiss"]["called"] == [1.0, 0.0, 0.0]
+    assert groups[0]["group"] == "hiss" and by_name["tones"]["minutes"] == 0.1
