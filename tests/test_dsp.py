@@ -162,6 +162,23 @@ def test_banded_filterbank_equals_dense_product():
         np.testing.assert_allclose(BandedFilterbank(basis, group)(S), S @ basis.T, rtol=1e-5, atol=1e-6)
 
 
+def test_a_row_of_the_filterbank_or_the_dct_does_not_depend_on_its_block():
+    # BLAS rounds a row by how many rows share the call (OpenBLAS's edge kernels), which broke
+    # "blocks give the rows of the whole file" on some processors; every row is its own product.
+    from audiokit.dsp.framing import rowwise_matmul
+    from audiokit.dsp.mel import BandedFilterbank
+
+    bank = BandedFilterbank(mel_filterbank(sr=22050, n_fft=2048, n_mels=128))
+    dct_t = np.ascontiguousarray(dct_matrix(20, 128).T)
+    S = np.random.default_rng(3).random((2, 700, 1025), dtype=np.float32)
+    whole_mel, whole_dct = bank(S), rowwise_matmul(np.log(bank(S) + 1e-6), dct_t)
+    np.testing.assert_allclose(whole_dct, np.log(bank(S) + 1e-6) @ dct_t, rtol=1e-5, atol=1e-4)
+    for start, stop in [(0, 1), (3, 20), (17, 400), (333, 700), (699, 700)]:
+        block = S[:, start:stop]
+        assert np.array_equal(bank(block), whole_mel[:, start:stop])
+        assert np.array_equal(rowwise_matmul(np.log(bank(block) + 1e-6), dct_t), whole_dct[:, start:stop])
+
+
 def test_power_to_db_floor_matches_librosa():
     S = np.abs(np.random.default_rng(1).standard_normal((5, 50))) ** 4
     np.testing.assert_allclose(power_to_db(S, top_db=40.0), librosa.power_to_db(S, top_db=40.0), atol=1e-5)

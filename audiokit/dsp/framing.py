@@ -100,3 +100,18 @@ class StreamFramer:
         self._buffer = buffer[:, consumed:].copy() if consumed < available else self._empty(buffer)
         self._skip = max(0, consumed - available)
         return segment
+
+
+def rowwise_matmul(x: np.ndarray, weights: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """`x @ weights` for `x [shape=(..., T, k)]`, each row its own product.
+
+    A BLAS matrix product may round a row differently depending on how many rows share the call
+    and where the row sits among them (OpenBLAS's edge kernels do), so the frames of a block
+    would not equal those of the whole file. One row per product makes every row's numbers
+    independent of the block it came in, at a few microseconds per audio second.
+    """
+    product = np.matmul(x[..., None, :], weights)[..., 0, :]
+    if out is None:
+        return product
+    out[...] = product
+    return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from audiokit.dsp.framing import rowwise_matmul
+
 _F_SP = 200.0 / 3  # Slaney: linear spacing below 1 kHz
 _MIN_LOG_HZ = 1000.0
 _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
@@ -90,5 +92,5 @@ class BandedFilterbank:
         """`spectrum [shape=(..., T, bins)]` → `(..., T, n_out)`, equal to `spectrum @ basis.T`."""
         out = np.zeros(spectrum.shape[:-1] + (self.n_out,), dtype=np.float32)
         for rows, lo, hi, weights in self._bands:
-            np.matmul(spectrum[..., lo:hi], weights, out=out[..., rows])
+            rowwise_matmul(spectrum[..., lo:hi], weights, out=out[..., rows])
         return out

@@ -16,6 +16,7 @@ from audiokit.dsp import (
     stft_window,
 )
 from audiokit.dsp.delta import DELTA_MODES, StreamDelta
+from audiokit.dsp.framing import rowwise_matmul
 from audiokit.dsp.mel import BandedFilterbank
 from audiokit.dsp.spectrum import check_window, power_spectrum
 from audiokit.extractors.base import param, register, vector_type
@@ -153,7 +154,7 @@ class Mfcc(_MelExtractor):
         return [pa.field(name, vector_type(self.params.n_mfcc)) for name in names]
 
     def finalize(self, db: np.ndarray) -> dict[str, np.ndarray]:
-        return {"mfcc": db @ self.dct_t}
+        return {"mfcc": rowwise_matmul(db, self.dct_t)}
 
     def row_stage(self, channels: int) -> _DeltaStage | None:
         p = self.params
