@@ -523,12 +523,14 @@ def main() -> int:
         mixes = test_set(rows, fold_of, fold, args.cache, args.test_mixes, 1234)
         # the other folds, or (--train-folds N, a learning curve) the N after this one, with as
         # many programmes in all: fewer sources, the same hours of training audio
-        n_train = args.train_folds or args.folds - 1
-        per_fold = round(args.programmes_per_fold * (args.folds - 1) / n_train)
+        if args.train_folds:
+            train_folds = [(fold + i) % args.folds for i in range(1, args.train_folds + 1)]
+        else:
+            train_folds = [k for k in range(args.folds) if k != fold]
+        per_fold = round(args.programmes_per_fold * (args.folds - 1) / len(train_folds))
         sets = [
-            programme_set(rows, fold_of, (fold + i) % args.folds, args.recipe, args.cache, per_fold,
-                          args.seed)
-            for i in range(1, n_train + 1)
+            programme_set(rows, fold_of, k, args.recipe, args.cache, per_fold, args.seed)
+            for k in train_folds
         ]
         if extra:
             sets.append(programme_set(rows, fold_of, TRAIN_ONLY, args.recipe, args.cache,
