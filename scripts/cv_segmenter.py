@@ -389,17 +389,9 @@ def score_fold(classifier, mixes, params, scorer) -> tuple[dict, np.ndarray, dic
     ref = {f"m{i}": m["labels"] for i, m in enumerate(mixes)}
     pred = {f"m{i}": segments_of(classifier, m, params) for i, m in enumerate(mixes)}
     _, total = scorer.score(ref, pred)
-    by_kind: dict = defaultdict(lambda: np.zeros(3, dtype=np.int64))
-    for key, mix in zip(ref, mixes):
-        n = int(round(ref[key][-1][1] / scorer.HOP))
-        hyp = scorer.frames(pred[key], n)
-        for part in mix["parts"]:
-            lo = int((part[0] + scorer.COLLAR) / scorer.HOP)
-            hi = min(n, int((part[1] - scorer.COLLAR) / scorer.HOP))
-            if hi > lo:
-                by_kind[kind_of(part)] += np.bincount(hyp[lo:hi], minlength=3)[:3]
     confusion = np.zeros((3, 3), dtype=np.int64)  # rows: reference speech/music/other
-    for key, rsegs in ref.items():
+    by_kind: dict = defaultdict(lambda: np.zeros(3, dtype=np.int64))
+    for (key, rsegs), mix in zip(ref.items(), mixes):
         n = int(round(rsegs[-1][1] / scorer.HOP))
         r, h = scorer.frames(rsegs, n), scorer.frames(pred[key], n)
         mask = np.ones(n, dtype=bool)
@@ -407,6 +399,11 @@ def score_fold(classifier, mixes, params, scorer) -> tuple[dict, np.ndarray, dic
             for b in (s, e):
                 mask[max(0, int((b - scorer.COLLAR) / scorer.HOP)) : int((b + scorer.COLLAR) / scorer.HOP)] = False
         np.add.at(confusion, (r[mask], h[mask]), 1)
+        for part in mix["parts"]:
+            lo = int((part[0] + scorer.COLLAR) / scorer.HOP)
+            hi = min(n, int((part[1] - scorer.COLLAR) / scorer.HOP))
+            if hi > lo:
+                by_kind[kind_of(part)] += np.bincount(h[lo:hi], minlength=3)[:3]
     return total, confusion, dict(by_kind)
 
 
@@ -520,7 +517,6 @@ def main() -> int:
     results, networks = [], {}
     began = time.time()
     for fold in range(args.folds) if args.only_fold is None or args.audit else [args.only_fold]:
-        mixes = test_set(rows, fold_of, fold, args.cache, args.test_mixes, 1234)
         # the other folds, or (--train-folds N, a learning curve) the N after this one, with as
         # many programmes in all: fewer sources, the same hours of training audio
         if args.train_folds:
@@ -564,6 +560,7 @@ def main() -> int:
         if args.audit:
             networks[fold] = classifier
             continue
+        mixes = test_set(rows, fold_of, fold, args.cache, args.test_mixes, 1234)
         total, confusion, by_kind = score_fold(classifier, mixes, params, scorer)
         total["fold"] = fold
         total["test_minutes"] = round(sum(m["seconds"] for m in mixes) / 60, 1)

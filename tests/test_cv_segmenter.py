@@ -58,21 +58,16 @@ def test_the_report_counts_what_the_segments_call_each_part():
     if not SHARED_DATA.is_dir():  # the scorer is ../shared/eval/seg_score.py
         pytest.skip(NO_SHARED_DATA)
     scorer = cv.load_score_module()
-
-    class AlwaysMusic:
-        def probabilities(self, features):
-            p = np.zeros((len(features), 3), np.float32)
-            p[:, 1] = 1.0
-            return p
-
     labels = [(0.0, 10.0, "speech"), (10.0, 20.0, "music")]
     parts = [(0.0, 10.0, "speech_over_music", 5.0), (10.0, 20.0, "singing", None)]
     mix = {"features": np.zeros((500, 1), np.float32), "level": np.zeros(500, np.float32),
            "labels": labels, "parts": parts, "seconds": 20.0}
-    _, _, by_kind = cv.score_fold(AlwaysMusic(), [mix], {}, scorer)
+    _, confusion, by_kind = cv.score_fold(_Always(1), [mix], {}, scorer)
     # 10 s less the 0.25 s collar at both ends: 950 frames each, all called music
     assert by_kind["speech_over_music 3-8 dB"].tolist() == [0, 950, 0]
     assert by_kind["singing"].tolist() == [0, 950, 0]
+    # the confusion leaves the collar out around every boundary: 0-0.25, 9.75-10.25, 19.75-20 s
+    assert confusion.tolist() == [[0, 950, 0], [0, 950, 0], [0, 0, 0]]
 
 
 class _Always:

@@ -102,7 +102,7 @@ class StreamFramer:
         return segment
 
 
-def rowwise_matmul(x: np.ndarray, weights: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def rowwise_matmul(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """`x @ weights` for `x [shape=(..., T, k)]`, each row its own product.
 
     A BLAS matrix product may round a row differently depending on how many rows share the call
@@ -110,8 +110,4 @@ def rowwise_matmul(x: np.ndarray, weights: np.ndarray, out: np.ndarray | None = 
     would not equal those of the whole file. One row per product makes every row's numbers
     independent of the block it came in, at a few microseconds per audio second.
     """
-    product = np.matmul(x[..., None, :], weights)[..., 0, :]
-    if out is None:
-        return product
-    out[...] = product
-    return out
+    return np.matmul(x[..., None, :], weights)[..., 0, :]

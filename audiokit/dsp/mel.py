@@ -92,5 +92,5 @@ class BandedFilterbank:
         """`spectrum [shape=(..., T, bins)]` → `(..., T, n_out)`, equal to `spectrum @ basis.T`."""
         out = np.zeros(spectrum.shape[:-1] + (self.n_out,), dtype=np.float32)
         for rows, lo, hi, weights in self._bands:
-            rowwise_matmul(spectrum[..., lo:hi], weights, out=out[..., rows])
+            out[..., rows] = rowwise_matmul(spectrum[..., lo:hi], weights)
         return out
