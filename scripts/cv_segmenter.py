@@ -17,7 +17,8 @@ programmes of every other fold. Decoded audio (16 kHz) is cached per source file
 
 usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|v3-noise|v3-sing [--folds 4]
        [--cache /work/cache15] [--programmes-per-fold 25] [--members 2] [--hidden 96,48]
-       [--smoothing JSON] [--average-with RECIPE[:HIDDEN[:SEED]]] [--json OUT.json]
+       [--conv CHANNELS] [--smoothing JSON] [--average-with RECIPE[:HIDDEN[:SEED[:MEMBERS[:EPOCHS]]]]]
+       [--conv-share 0.5] [--json OUT.json]
        [--debian DIR [--debian-programmes 25]] [--train-folds N]
 `--debian` adds make_segmenter_manifest.DEBIAN_MORE's packages (unpacked under DIR) as
 train-only sources: every fold also trains on programmes drawn from them, no fold tests on them.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import importlib.util
 import io
@@ -50,11 +52,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 import make_segmenter_manifest  # noqa: E402
 import train_segmenter as ts  # noqa: E402
 
-from audiokit.extractors.segments import LABELS, smooth  # noqa: E402
+from audiokit.extractors.segments import LABELS, SegmentsParams, smooth  # noqa: E402
 from audiokit.models.segmenter import (  # noqa: E402
     DECISION_SECONDS,
     FrameClassifier,
-    FrameFeatureStream,
+    decisions_of,
 )
 
 DATA = make_segmenter_manifest.DEFAULT_DATA
@@ -253,19 +255,12 @@ def stored_and_decoded(rng, y: np.ndarray) -> np.ndarray:
     return np.pad(back, (0, max(0, len(y) - len(back))))[: len(y)].astype(np.float32)
 
 
-def stream_features(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    stream = FrameFeatureStream()
-    a, la = stream.push(y[None, :])
-    b, lb = stream.finish()
-    return np.concatenate([a, b], axis=1)[0], np.concatenate([la, lb], axis=1)[0]
-
-
 def test_set(rows, fold_of, fold, cache: Path, mixes: int, seed: int) -> list[dict]:
     target = cache / "cv" / f"test-f{fold}of{max(fold_of.values()) + 1}-n{mixes}-s{seed}.npz"
     if target.exists():
         with np.load(target, allow_pickle=True) as d:
             cached = list(d["mixes"])
-        if all("parts" in m for m in cached):  # else cached before parts were kept: rebuild
+        if all("frames" in m for m in cached):  # else cached before frames were kept: rebuild
             return cached
     rng = np.random.default_rng([seed, fold, 7])
     pools = pools_of([r for r in rows if fold_of[r["group"]] == fold], cache, rng)
@@ -273,8 +268,9 @@ def test_set(rows, fold_of, fold, cache: Path, mixes: int, seed: int) -> list[di
     for _ in range(mixes):
         y, labels, parts = test_mix(rng, pools, rng.uniform(90, 150))
         y = stored_and_decoded(rng, y)
-        features, level = stream_features(y)
-        out.append({"features": features, "level": level, "labels": labels, "parts": parts,
+        decisions = decisions_of(y)
+        out.append({"features": decisions.features, "level": decisions.level,
+                    "frames": decisions.frames, "labels": labels, "parts": parts,
                     "seconds": len(y) / SR})
     target.parent.mkdir(parents=True, exist_ok=True)
     np.savez(target, mixes=np.array(out, dtype=object))
@@ -284,21 +280,30 @@ def test_set(rows, fold_of, fold, cache: Path, mixes: int, seed: int) -> list[di
 # ---------------------------------------------------------------- training programmes
 
 
-def programme_set(rows, fold_of, fold, recipe: str, cache: Path, count: int, seed: int):
-    """Features and targets of `count` training programmes built from one fold's groups."""
+def programme_set(rows, fold_of, fold, recipe: str, cache: Path, count: int, seed: int,
+                  conv: bool = False):
+    """`count` training programmes built from one fold's groups: the MLPs' `(x, y)` or, with
+    `conv`, the ConvNets' sequences (the same programmes)."""
     folds = max(fold_of.values()) + 1
     name = train_only_name(fold_of) if fold == TRAIN_ONLY else f"f{fold}of{folds}"
-    target = cache / "cv" / f"train-{recipe}-{name}-p{count}-s{seed}.npz"
+    target = cache / "cv" / f"{'seq' if conv else 'train'}-{recipe}-{name}-p{count}-s{seed}.npz"
     if target.exists():
         with np.load(target) as d:
+            if conv:
+                return [(d[f"frames{i}"], d[f"target{i}"]) for i in range(int(d["count"]))]
             return d["x"], d["y"]
     v2_only = RECIPES[recipe]["data"] == "v2"
     use = [r for r in rows if fold_of[r["group"]] == fold and (r["in_v2"] or not v2_only)]
     rng = np.random.default_rng([seed, fold % 1000, 11])  # TRAIN_ONLY seeds as 999
     pools = pools_of(use, cache, rng)
     configure(recipe)
-    x, y, _ = ts.build_set(rng, pools, count, 1)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if conv:
+        sequences, _ = ts.build_sequences(rng, pools, count, 1)
+        np.savez(target, count=len(sequences), **{f"frames{i}": f for i, (f, _) in enumerate(sequences)},
+                 **{f"target{i}": t for i, (_, t) in enumerate(sequences)})
+        return sequences
+    x, y, _ = ts.build_set(rng, pools, count, 1)
     np.savez(target, x=x, y=y)
     return x, y
 
@@ -354,15 +359,20 @@ def load_score_module():
     return module
 
 
+def smoothing(overrides: str = "{}") -> dict:
+    """The `segments` extractor's smoothing parameters: its defaults, then `overrides` (JSON)."""
+    return {**dataclasses.asdict(SegmentsParams()), **json.loads(overrides)}
+
+
 def segments_of(classifier: FrameClassifier, mix: dict, params: dict) -> list:
-    probs = classifier.probabilities(mix["features"])
+    probs = classifier.probabilities(mix["features"], mix["frames"])
     segs, _ = smooth(
         probs,
         mix["level"],
-        switch_penalty=params.get("switch_penalty", 12.0),
-        silence_db=params.get("silence_db", -60.0),
-        max_pause_frames=round(params.get("max_pause_s", 0.5) / DECISION_SECONDS),
-        min_frames=round(params.get("min_segment_s", 1.0) / DECISION_SECONDS),
+        switch_penalty=params["switch_penalty"],
+        silence_db=params["silence_db"],
+        max_pause_frames=round(params["max_pause_s"] / DECISION_SECONDS),
+        min_frames=round(params["min_segment_s"] / DECISION_SECONDS),
     )
     out = []
     for start, end, label in segs:
@@ -420,9 +430,9 @@ def audit_groups(rows, fold_of, networks: dict, cache: Path, loud_db: float = -5
         y = decoded(r["path"], cache)[: 120 * SR]
         if len(y) < SR // 2:
             continue
-        features, level = stream_features(y)
-        called = networks[fold_of[r["group"]]].probabilities(features).argmax(axis=1)
-        calls[r["group"]] += np.bincount(called[level > loud_db], minlength=3)
+        decisions = decisions_of(y)
+        called = networks[fold_of[r["group"]]].probabilities(decisions.features, decisions.frames)
+        calls[r["group"]] += np.bincount(called.argmax(axis=1)[decisions.level > loud_db], minlength=3)
         label_of[r["group"]] = r["label"]
         seconds[r["group"]] += len(y) / SR
     out = []
@@ -471,6 +481,10 @@ def main() -> int:
     ap.add_argument("--members", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--hidden", default="96,48")
+    ap.add_argument("--conv", type=int, default=0, metavar="CHANNELS",
+                    help="train ConvNets of this width over the frames instead of MLPs")
+    ap.add_argument("--conv-share", type=float, default=0.5,
+                    help="with --average-with, the ConvNets' share of MLPs and ConvNets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-fold", type=int, default=None)
     ap.add_argument("--train-folds", type=int, default=None, metavar="N",
@@ -481,8 +495,9 @@ def main() -> int:
         "--average-with",
         action="append",
         default=[],
-        metavar="RECIPE[:HIDDEN[:SEED]]",
-        help="also average the kept networks of another recipe or seed (segmenter-v3: v2:96,48)",
+        metavar="RECIPE[:HIDDEN[:SEED[:MEMBERS[:EPOCHS]]]]",
+        help="also average the kept networks of another run (segmenter-v3: v2:96,48; HIDDEN "
+             "cN: ConvNets of width N; MEMBERS, EPOCHS: that run's, if not this one's)",
     )
     ap.add_argument(
         "--debian",
@@ -512,7 +527,7 @@ def main() -> int:
     fold_of |= {r["group"]: TRAIN_ONLY for r in extra}
     rows += extra
     scorer = load_score_module()
-    params = json.loads(args.smoothing)
+    params = smoothing(args.smoothing)
     hidden = tuple(int(h) for h in args.hidden.split(","))
     results, networks = [], {}
     began = time.time()
@@ -525,17 +540,15 @@ def main() -> int:
             train_folds = [k for k in range(args.folds) if k != fold]
         per_fold = round(args.programmes_per_fold * (args.folds - 1) / len(train_folds))
         sets = [
-            programme_set(rows, fold_of, k, args.recipe, args.cache, per_fold, args.seed)
+            programme_set(rows, fold_of, k, args.recipe, args.cache, per_fold, args.seed, args.conv)
             for k in train_folds
         ]
         if extra:
             sets.append(programme_set(rows, fold_of, TRAIN_ONLY, args.recipe, args.cache,
-                                      args.debian_programmes, args.seed))
-        x = np.concatenate([s[0] for s in sets])
-        y = np.concatenate([s[1] for s in sets])
+                                      args.debian_programmes, args.seed, args.conv))
         # trained networks are kept, so other smoothing settings rescore without retraining
         saved = saved_weights(
-            args, args.recipe, args.hidden, fold,
+            args, args.recipe, f"c{args.conv}" if args.conv else args.hidden, fold,
             (f"-{train_only_name(fold_of)}x{args.debian_programmes}" if extra else "")
             + (f"-t{args.train_folds}" if args.train_folds else ""),
         )
@@ -544,19 +557,27 @@ def main() -> int:
         else:
             weights = []
             for member in range(args.members):
-                w, _ = ts.train(x, y, x[:2000], y[:2000], hidden=hidden, epochs=args.epochs,
-                                seed=args.seed + 100 * member)
+                seed = args.seed + 100 * member
+                if args.conv:
+                    w, _ = ts.train_conv(sum(sets, []), channels=args.conv, epochs=args.epochs,
+                                         seed=seed)
+                else:
+                    x = np.concatenate([s[0] for s in sets])
+                    y = np.concatenate([s[1] for s in sets])
+                    w, _ = ts.train(x, y, x[:2000], y[:2000], hidden=hidden, epochs=args.epochs,
+                                    seed=seed)
                 weights.append(w)
             classifier = classifier_from(weights)
             save_weights(weights, saved)
         for spec in args.average_with:
             # another recipe's networks for this fold (run that recipe first), averaged in
-            other_recipe, other_hidden, other_seed = (spec.split(":") + ["", ""])[:3]
+            recipe, hidden_, seed, members, epochs = (spec.split(":") + [""] * 4)[:5]
+            run = argparse.Namespace(**{**vars(args), "members": int(members or args.members),
+                                        "epochs": int(epochs or args.epochs)})
             other = FrameClassifier.load(saved_weights(
-                args, other_recipe, other_hidden or "96,48", fold,
-                seed=int(other_seed) if other_seed else args.seed,
+                run, recipe, hidden_ or "96,48", fold, seed=int(seed) if seed else args.seed,
             ))
-            classifier = FrameClassifier(classifier.members + other.members, "cv")
+            classifier = FrameClassifier(classifier.members + other.members, "cv", args.conv_share)
         if args.audit:
             networks[fold] = classifier
             continue
@@ -564,7 +585,6 @@ def main() -> int:
         total, confusion, by_kind = score_fold(classifier, mixes, params, scorer)
         total["fold"] = fold
         total["test_minutes"] = round(sum(m["seconds"] for m in mixes) / 60, 1)
-        total["train_frames"] = int(len(x))
         total["confusion"] = confusion.tolist()
         total["by_kind"] = {k: v.tolist() for k, v in by_kind.items()}
         results.append(total)

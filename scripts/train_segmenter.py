@@ -45,10 +45,12 @@ sys.path.insert(0, str(REPO))
 
 from audiokit.models.segmenter import (  # noqa: E402 (after a guarded import)
     CLASSES,
+    CONV_HALF,
     DECISION_SECONDS,
     N_FEATURES,
+    N_MELS,
     SAMPLE_RATE,
-    FrameFeatureStream,
+    decisions_of,
 )
 
 SR = SAMPLE_RATE
@@ -593,26 +595,37 @@ def frame_targets(labels, frames: int) -> tuple[np.ndarray, np.ndarray]:
     return target, keep & (target >= 0)
 
 
-def features_of(mix: np.ndarray) -> np.ndarray:
-    stream = FrameFeatureStream()
-    a, _ = stream.push(mix[None, :])
-    b, _ = stream.finish()
-    return np.concatenate([a, b], axis=1)[0]
+def programmes_of(rng, pools, count: int, every: int):
+    """`count` programmes: each one's `Decisions` (as inference computes them), targets, the
+    mask of decisions to train on (one in `every`, none near a label change) and seconds."""
+    for i in range(count):
+        mix, labels = programme(rng, pools, rng.uniform(60, 120))
+        decisions = decisions_of(mix)
+        target, keep = frame_targets(labels, len(decisions.features))
+        keep[np.arange(len(keep)) % every != rng.integers(every)] = False
+        yield decisions, target, keep, len(mix) / SR
+        if (i + 1) % 10 == 0:
+            print(f"  {i + 1}/{count} programmes", file=sys.stderr)
 
 
 def build_set(rng, pools, programmes: int, every: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The MLPs' training set: the kept decisions' window statistics and targets."""
     xs, ys, seconds = [], [], 0.0
-    for i in range(programmes):
-        mix, labels = programme(rng, pools, rng.uniform(60, 120))
-        feats = features_of(mix)
-        target, keep = frame_targets(labels, feats.shape[0])
-        keep[np.arange(feats.shape[0]) % every != rng.integers(every)] = False
-        xs.append(feats[keep])
+    for decisions, target, keep, length in programmes_of(rng, pools, programmes, every):
+        xs.append(decisions.features[keep])
         ys.append(target[keep])
-        seconds += len(mix) / SR
-        if (i + 1) % 10 == 0:
-            print(f"  {i + 1}/{programmes} programmes", file=sys.stderr)
+        seconds += length
     return np.concatenate(xs), np.concatenate(ys), seconds
+
+
+def build_sequences(rng, pools, programmes: int, every: int) -> tuple[list, float]:
+    """The ConvNets' training set: per programme its frames and targets (-1: not trained on).
+    The same draws as `build_set`, so the same programmes."""
+    out, seconds = [], 0.0
+    for decisions, target, keep, length in programmes_of(rng, pools, programmes, every):
+        out.append((decisions.frames, np.where(keep, target, -1)))
+        seconds += length
+    return out, seconds
 
 
 # ---------------------------------------------------------------- training
@@ -681,6 +694,108 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed) -> tuple[dict, dict]:
     return weights, {"history": history, "probabilities": probabilities_of(model, xv)}
 
 
+# The ConvNet: per layer (taps, dilation, stride, residual). Two layers over frames, one that
+# halves the rate to the decisions', three residual layers of growing dilation, one to classes:
+# ±63 frames (`CONV_HALF`) around each decision.
+CONV_PLAN = ((5, 1, 1, False), (5, 2, 1, False), (3, 1, 2, False),
+             (5, 2, 1, True), (5, 4, 1, True), (5, 8, 1, True), (1, 1, 1, False))
+CONV_CROP = 256  # decisions per training crop (10 s)
+
+
+def conv_inputs(frames: np.ndarray) -> np.ndarray:
+    """Per-frame vectors as a ConvNet takes them: log-mel relative to the frame's mean band."""
+    x = frames.astype(np.float32)
+    x[:, :N_MELS] -= x[:, :N_MELS].mean(axis=1, keepdims=True)
+    return x
+
+
+def conv_network(channels: int, inputs: int):
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            sizes = [inputs] + [channels] * (len(CONV_PLAN) - 1) + [len(CLASSES)]
+            self.layers = torch.nn.ModuleList(
+                torch.nn.Conv1d(sizes[i], sizes[i + 1], taps, stride=stride, dilation=dilation)
+                for i, (taps, dilation, stride, _) in enumerate(CONV_PLAN)
+            )
+            self.drop = torch.nn.Dropout(0.1)
+
+        def forward(self, x):  # (batch, inputs, 2L - 1 + 2 * CONV_HALF) -> (batch, 3, L)
+            for i, (layer, (taps, dilation, _, residual)) in enumerate(zip(self.layers, CONV_PLAN)):
+                if residual:
+                    crop = (taps - 1) * dilation // 2
+                    x = x[..., crop:-crop] + self.drop(torch.relu(layer(x)))
+                else:
+                    x = layer(x)
+                    if i < len(CONV_PLAN) - 1:
+                        x = torch.relu(x)
+            return x
+
+    return Net()
+
+
+def train_conv(sequences, *, channels, epochs, seed) -> tuple[dict, dict]:
+    """A ConvNet on random 10 s crops of the programmes (class-weighted, label smoothing,
+    input noise, as `train`); its weights in `ConvNet`'s layout."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    inputs = [conv_inputs(frames) for frames, _ in sequences]
+    valid = np.concatenate([x[~np.isnan(x[:, 0])] for x in inputs])
+    mean, scale = valid.mean(axis=0), 1.0 / (valid.std(axis=0) + 1e-3)
+    series = [
+        (torch.from_numpy(np.nan_to_num((x - mean) * scale).T.copy()), torch.from_numpy(t))
+        for x, (_, t) in zip(inputs, sequences)
+    ]
+    targets = np.concatenate([t for _, t in sequences])
+    counts = np.bincount(targets[targets >= 0], minlength=len(CLASSES)).astype(np.float64)
+    class_weight = torch.tensor(counts.sum() / (len(CLASSES) * np.maximum(counts, 1)),
+                                dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight, label_smoothing=0.05, ignore_index=-1)
+    model = conv_network(channels, valid.shape[1])
+    lengths = np.array([len(t) for _, t in series], dtype=np.float64)
+    batch = 16
+    steps = math.ceil(2 * lengths.sum() / CONV_CROP / batch)  # each decision about twice an epoch
+    optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=epochs * steps)
+    width = 2 * CONV_CROP - 1 + 2 * CONV_HALF
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        total = 0.0
+        for _ in range(steps):
+            xs, ys = [], []
+            for j in rng.choice(len(series), batch, p=lengths / lengths.sum()):
+                x, t = series[j]
+                start = int(rng.integers(0, len(t) - CONV_CROP + 1))
+                xs.append(x[:, 2 * start : 2 * start + width])
+                ys.append(t[start : start + CONV_CROP])
+            xb = torch.stack(xs)
+            xb = xb + 0.05 * torch.randn_like(xb)  # as `train`'s feature noise
+            loss = loss_fn(model(xb), torch.stack(ys))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += float(loss.detach())
+        history.append({"epoch": epoch + 1, "loss": total / steps})
+        print(f"epoch {epoch + 1:2d} loss {total / steps:.4f}", file=sys.stderr)
+    weights = {
+        "n_layers": np.array(len(CONV_PLAN)),
+        "feature_mean": mean.astype(np.float32),
+        "feature_scale": scale.astype(np.float32),
+    }
+    for i, (layer, (_, dilation, stride, residual)) in enumerate(zip(model.layers, CONV_PLAN)):
+        weights[f"w{i}"] = layer.weight.detach().numpy().astype(np.float32)
+        weights[f"b{i}"] = layer.bias.detach().numpy().astype(np.float32)
+        weights[f"layout{i}"] = np.array([dilation, stride, int(residual)])
+    return weights, {"history": history}
+
+
 def probabilities_of(model, x) -> np.ndarray:
     import torch
 
@@ -688,9 +803,12 @@ def probabilities_of(model, x) -> np.ndarray:
         return torch.softmax(model(x), dim=1).numpy()
 
 
-def merge(paths: list[str], out: str, version: str) -> None:
-    """One weights file whose members are all the members of `paths`, in order."""
+def merge(paths: list[str], out: str, version: str, conv_share: float | None = None) -> None:
+    """One weights file whose members are all the members of `paths`, in order (and, with
+    MLPs and ConvNets, the ConvNets' share of the average)."""
     weights = {"version": np.array(version)}
+    if conv_share is not None:
+        weights["conv_share"] = np.array(conv_share)
     count = 0
     for path in paths:
         with np.load(path, allow_pickle=False) as data:
@@ -724,6 +842,13 @@ def main() -> int:
         help="train on one decision in EVERY (neighbours are near-copies)",
     )
     ap.add_argument("--hidden", default="96,48")
+    ap.add_argument(
+        "--conv",
+        type=int,
+        default=0,
+        metavar="CHANNELS",
+        help="train ConvNets of this width over the frames instead of MLPs",
+    )
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--members", type=int, default=3, help="networks averaged at inference")
     ap.add_argument(
@@ -736,6 +861,12 @@ def main() -> int:
         nargs="+",
         metavar="NPZ",
         help="only merge trained weights files into one ensemble (--out)",
+    )
+    ap.add_argument(
+        "--conv-share",
+        type=float,
+        default=None,
+        help="with --merge: the ConvNets' share of the average (default 0.5)",
     )
     ap.add_argument(
         "--speech-perturb",
@@ -772,7 +903,7 @@ def main() -> int:
     ap.add_argument("--version", default="segmenter-v2")
     args = ap.parse_args()
     if args.merge:
-        merge(args.merge, args.out, args.version)
+        merge(args.merge, args.out, args.version, args.conv_share)
         return 0
     if not args.manifest:
         ap.error("a manifest is needed (or --merge)")
@@ -794,6 +925,8 @@ def main() -> int:
     for label in ("speech", "music", "singing", "noise"):
         seconds = sum(len(y) for g in pools[label].values() for y in g) / SR
         print(f"{label}: {len(pools[label])} groups, {seconds / 60:.1f} min", file=sys.stderr)
+    if args.conv:
+        return train_convnets(args, rng, pools, rows, began)
     x, y, seconds = build_set(rng, pools, args.programmes, args.every)
     x_val, y_val, _ = build_set(
         np.random.default_rng(args.seed + 1), pools, args.val_programmes, args.every
@@ -834,6 +967,38 @@ def main() -> int:
         "members": args.members,
         "final": reports,
         "ensemble_val_accuracy": round(ensemble_accuracy, 4),
+        "train_minutes": round((time.time() - began) / 60, 1),
+        "size_bytes": Path(args.out).stat().st_size,
+    }
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def train_convnets(args, rng, pools, rows, began) -> int:
+    """`--conv`: `--members` ConvNets, each on its own programmes (`--programmes`, drawn from
+    `--seed`, `--seed + 1000`, …), merged into `--out`."""
+    weights = {"version": np.array(args.version), "n_members": np.array(args.members)}
+    seconds, reports = 0.0, []
+    for member in range(args.members):
+        member_rng = rng if member == 0 else np.random.default_rng(args.seed + 1000 * member)
+        sequences, more = build_sequences(member_rng, pools, args.programmes, args.every)
+        seconds += more
+        member_weights, report = train_conv(
+            sequences, channels=args.conv, epochs=args.epochs, seed=args.seed + 100 * member
+        )
+        weights |= {f"m{member}_{key}": value for key, value in member_weights.items()}
+        reports.append(report["history"][-1])
+    np.savez_compressed(args.out, **weights)
+    summary = {
+        "version": args.version,
+        "seed": args.seed,
+        "programmes": args.programmes,
+        "programme_hours": round(seconds / 3600, 2),
+        "conv_channels": args.conv,
+        "epochs": args.epochs,
+        "recordings": len(rows),
+        "members": args.members,
+        "final": reports,
         "train_minutes": round((time.time() - began) / 60, 1),
         "size_bytes": Path(args.out).stat().st_size,
     }

@@ -61,8 +61,8 @@ def test_the_report_counts_what_the_segments_call_each_part():
     labels = [(0.0, 10.0, "speech"), (10.0, 20.0, "music")]
     parts = [(0.0, 10.0, "speech_over_music", 5.0), (10.0, 20.0, "singing", None)]
     mix = {"features": np.zeros((500, 1), np.float32), "level": np.zeros(500, np.float32),
-           "labels": labels, "parts": parts, "seconds": 20.0}
-    _, confusion, by_kind = cv.score_fold(_Always(1), [mix], {}, scorer)
+           "frames": None, "labels": labels, "parts": parts, "seconds": 20.0}
+    _, confusion, by_kind = cv.score_fold(_Always(1), [mix], cv.smoothing(), scorer)
     # 10 s less the 0.25 s collar at both ends: 950 frames each, all called music
     assert by_kind["speech_over_music 3-8 dB"].tolist() == [0, 950, 0]
     assert by_kind["singing"].tolist() == [0, 950, 0]
@@ -76,7 +76,7 @@ class _Always:
     def __init__(self, index: int):
         self.index = index
 
-    def probabilities(self, features):
+    def probabilities(self, features, frames=None):
         p = np.zeros((len(features), 3), np.float32)
         p[:, self.index] = 1.0
         return p
@@ -98,3 +98,23 @@ def test_the_audit_lists_groups_by_agreement_with_their_label(tmp_path):
     assert by_name["tones"]["agreement"] == 1.0 and by_name["talk"]["agreement"] == 1.0
     assert by_name["hiss"]["agreement"] == 0.0 and by_name["hiss"]["called"] == [1.0, 0.0, 0.0]
     assert groups[0]["group"] == "hiss" and by_name["tones"]["minutes"] == 0.1
+
+
+def test_convnets_and_mlps_train_on_the_same_programmes():
+    """`build_sequences` draws what `build_set` draws: the MLPs' training rows are the
+    window statistics of the ConvNets' sequences at the decisions they train on."""
+    import scripts.train_segmenter as ts
+    from audiokit.models.segmenter import window_statistics
+
+    pools = _pools(np.random.default_rng(5))
+    x, y, seconds = ts.build_set(np.random.default_rng(6), pools, 2, 3)
+    sequences, seconds_too = ts.build_sequences(np.random.default_rng(6), pools, 2, 3)
+    assert seconds == seconds_too
+    rows, targets = [], []
+    for frames, target in sequences:
+        base = frames[~np.isnan(frames[:, 0])][None]  # the file's frames, padding dropped
+        trained = np.flatnonzero(target >= 0)
+        rows.append(window_statistics(base, 0, 2 * trained, base.shape[1])[0])
+        targets.append(target[trained])
+    np.testing.assert_array_equal(np.concatenate(targets), y)
+    np.testing.assert_allclose(np.concatenate(rows), x, rtol=1e-5, atol=1e-5)

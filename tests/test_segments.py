@@ -15,12 +15,15 @@ from audiokit.extractors.segments import absorb_short, bridge_pauses, runs, vite
 from audiokit.models.segmenter import (
     _PITCH,
     CLASSES,
+    CONV_HALF,
     N_FEATURES,
     SAMPLE_RATE,
     WEIGHTS_PATH,
+    ConvNet,
     FrameClassifier,
     FrameFeatureStream,
     base_features,
+    decisions_of,
 )
 from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
 
@@ -169,21 +172,117 @@ def test_speech_like_glides_and_noise_are_not_held():
     assert noise["held"].max() == 0.0
 
 
-def test_feature_stream_is_the_same_in_blocks_as_whole():
-    y = np.concatenate(
+def _chord_then_noise() -> np.ndarray:
+    return np.concatenate(
         [chord(SAMPLE_RATE, 4.0), np.random.default_rng(1).standard_normal(SAMPLE_RATE * 3) * 0.05]
-    )
-    y = y.astype(np.float32)[None, :]
+    ).astype(np.float32)
 
-    def features(block: int) -> np.ndarray:
+
+def test_feature_stream_is_the_same_in_blocks_as_whole():
+    y = _chord_then_noise()
+    whole = decisions_of(y)
+
+    def decisions(block: int) -> list:
         stream = FrameFeatureStream()
-        parts = [stream.push(y[:, i : i + block])[0] for i in range(0, y.shape[1], block)]
-        parts.append(stream.finish()[0])
-        return np.concatenate(parts, axis=1)
+        parts = [stream.push(y[None, i : i + block]) for i in range(0, len(y), block)]
+        return parts + [stream.finish()]
 
-    whole = features(y.shape[1])
-    for block in (1000, 4567, 16000):
-        np.testing.assert_allclose(features(block), whole, rtol=1e-4, atol=1e-4)
+    for block in (1000, 4567, 16000, len(y)):
+        parts = decisions(block)
+        features = np.concatenate([p.features for p in parts], axis=1)[0]
+        np.testing.assert_allclose(features, whole.features, rtol=1e-4, atol=1e-4)
+        # each stretch's frames are the file's frames around its decisions, NaN off the file
+        done = 0
+        for p in parts:
+            k = p.features.shape[1]
+            if k:
+                assert p.frames.shape[1] == 2 * k - 1 + 2 * CONV_HALF
+                expected = whole.frames[2 * done : 2 * done + p.frames.shape[1]]
+                np.testing.assert_array_equal(np.isnan(p.frames[0]), np.isnan(expected))
+                np.testing.assert_allclose(p.frames[0], expected, rtol=1e-4, atol=1e-4)
+            done += k
+    assert np.isnan(whole.frames[:CONV_HALF]).all() and np.isnan(whole.frames[-CONV_HALF:]).all()
+    assert not np.isnan(whole.frames[CONV_HALF:-CONV_HALF]).any()
+
+
+def _trained_convnet(tmp_path: Path, channels: int = 8):
+    """A ConvNet trained one epoch by the training script on two generated programmes, as
+    saved and loaded, and the torch network it was exported from."""
+    torch = pytest.importorskip("torch")
+    import scripts.train_segmenter as ts
+
+    rng = np.random.default_rng(4)
+    sequences = []
+    for seed in range(2):
+        y = np.concatenate([chord(SAMPLE_RATE, 6.0, seed), rng.standard_normal(SAMPLE_RATE * 6) * 0.05])
+        decisions = decisions_of(y.astype(np.float32))
+        target = np.where(np.arange(len(decisions.features)) < 150, MUSIC, NOISE)
+        sequences.append((decisions.frames, target))
+    weights, _ = ts.train_conv(sequences, channels=channels, epochs=1, seed=0)
+    path = tmp_path / "conv.npz"
+    np.savez(path, version="test", n_members=1, **{f"m0_{k}": v for k, v in weights.items()})
+    net = ts.conv_network(channels, weights["feature_mean"].shape[0])
+    for i, layer in enumerate(net.layers):
+        layer.weight.data = torch.from_numpy(weights[f"w{i}"])
+        layer.bias.data = torch.from_numpy(weights[f"b{i}"])
+    return FrameClassifier.load(path), net.eval(), weights
+
+
+def test_a_convnet_gives_in_numpy_what_it_gave_in_torch(tmp_path: Path):
+    import torch
+
+    classifier, net, weights = _trained_convnet(tmp_path)
+    assert isinstance(classifier.members[0], ConvNet)
+    decisions = decisions_of(_chord_then_noise())
+    import scripts.train_segmenter as ts
+
+    x = (ts.conv_inputs(decisions.frames) - weights["feature_mean"]) * weights["feature_scale"]
+    with torch.no_grad():
+        logits = net(torch.from_numpy(np.nan_to_num(x).T.copy())[None])[0].T
+    expected = torch.softmax(logits, dim=-1).numpy()
+    got = classifier.probabilities(decisions.features, decisions.frames)
+    assert got.shape == (len(decisions.features), len(CLASSES))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # in a stream's blocks, the same numbers
+    stream, parts = FrameFeatureStream(), []
+    y = _chord_then_noise()[None, :]
+    for i in range(0, y.shape[1], 7777):
+        parts.append(stream.push(y[:, i : i + 7777]))
+    parts.append(stream.finish())
+    streamed = np.concatenate(
+        [classifier.probabilities(p.features, p.frames) for p in parts], axis=1
+    )[0]
+    np.testing.assert_allclose(streamed, expected, atol=1e-4)
+
+
+def test_mlps_and_convnets_count_half_each_unless_the_file_says(tmp_path: Path):
+    convnets, _, _ = _trained_convnet(tmp_path)
+    shipped = FrameClassifier.load()
+    both = FrameClassifier(shipped.members + convnets.members, "both")
+    decisions = decisions_of(_chord_then_noise())
+    with pytest.raises(ValueError, match="need the frames"):
+        both.probabilities(decisions.features)
+    np.testing.assert_allclose(
+        both.probabilities(decisions.features, decisions.frames),
+        (shipped.probabilities(decisions.features) + convnets.probabilities(decisions.features, decisions.frames)) / 2,
+        atol=1e-6,
+    )
+    share = FrameClassifier(both.members, "share", conv_share=0.25)
+    np.testing.assert_allclose(
+        share.probabilities(decisions.features, decisions.frames),
+        0.75 * shipped.probabilities(decisions.features)
+        + 0.25 * convnets.probabilities(decisions.features, decisions.frames),
+        atol=1e-6,
+    )
+
+
+def test_a_convnet_that_sees_other_than_its_frames_is_refused(tmp_path: Path):
+    _, _, weights = _trained_convnet(tmp_path)
+    weights["layout5"] = np.array([4, 1, 1])  # the last residual layer's dilation 8 -> 4
+    path = tmp_path / "bad.npz"
+    np.savez(path, version="bad", n_members=1, **{f"m0_{k}": v for k, v in weights.items()})
+    with pytest.raises(ValueError, match="must see"):
+        FrameClassifier.load(path)
 
 
 # ---------------------------------------------------------------- through the CLI

@@ -20,6 +20,7 @@ from audiokit.models.segmenter import (
     CLASSES,
     DECISION_SECONDS,
     SAMPLE_RATE,
+    Decisions,
     FrameFeatureStream,
     load_classifier,
 )
@@ -208,18 +209,18 @@ class _ClassifierStream:
 
     def push(self, block: np.ndarray) -> list[pa.RecordBatch]:
         self.samples += block.shape[1]
-        return self._frames(*self.features.push(block))
+        return self._frames(self.features.push(block))
 
     def finish(self) -> list[pa.RecordBatch]:
-        return self._frames(*self.features.finish()) + self.close()
+        return self._frames(self.features.finish()) + self.close()
 
-    def _frames(self, features: np.ndarray, level: np.ndarray) -> list[pa.RecordBatch]:
-        if features.shape[1] == 0:
+    def _frames(self, decisions: Decisions) -> list[pa.RecordBatch]:
+        if decisions.features.shape[1] == 0:
             return []
-        probs = self.classifier.probabilities(features)
+        probs = self.classifier.probabilities(decisions.features, decisions.frames)
         start = self.frames_done
         self.frames_done += probs.shape[1]
-        return self.on_frames(start, probs, level)
+        return self.on_frames(start, probs, decisions.level)
 
     def on_frames(self, start: int, probs: np.ndarray, level: np.ndarray) -> list[pa.RecordBatch]:
         raise NotImplementedError

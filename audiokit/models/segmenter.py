@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,7 +48,11 @@ FMIN, FMAX = 60.0, 8000.0
 # Frames either side of a decision: 0.5 s and 2 s windows. The short one places boundaries,
 # the long one sees enough syllables, pauses and beats to tell speech from music.
 WINDOW_HALVES = (12, 50)
-LONG_HALF = max(WINDOW_HALVES)  # also the look-ahead the stream needs
+LONG_HALF = max(WINDOW_HALVES)
+# Convolutional members see the per-frame vectors themselves, this many frames either side of
+# a decision (1.26 s): the longest pattern of syllables, notes or beats they can use.
+CONV_HALF = 63
+CONTEXT_FRAMES = max(LONG_HALF, CONV_HALF)  # the stream's look-ahead (and look-back)
 CLASSES = ("speech", "music", "noise")
 WEIGHTS_PATH = Path(__file__).with_name("segmenter-v3.npz")
 
@@ -309,7 +314,8 @@ def window_statistics(
 
 @dataclasses.dataclass(frozen=True)
 class MLP:
-    """Standardisation and the layers of one network (ReLU between layers, softmax out)."""
+    """Standardisation and the layers of one network over a decision's window statistics (ReLU
+    between layers, softmax out)."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -321,38 +327,128 @@ class MLP:
             x = x @ weight + bias
             if i < len(self.layers) - 1:
                 np.maximum(x, 0.0, out=x)
-        x -= x.max(axis=-1, keepdims=True)
-        np.exp(x, out=x)
-        x /= x.sum(axis=-1, keepdims=True)
-        return x
+        return _softmax(x)
 
 
-def _member(data, prefix: str, path) -> MLP:
-    layers = tuple(
-        (data[f"{prefix}w{i}"].astype(np.float32), data[f"{prefix}b{i}"].astype(np.float32))
-        for i in range(int(data[f"{prefix}n_layers"]))
-    )
+@dataclasses.dataclass(frozen=True)
+class ConvLayer:
+    weight: np.ndarray  # (out, in, taps), as torch's Conv1d
+    bias: np.ndarray
+    dilation: int
+    stride: int
+    residual: bool  # output = input (cropped) + ReLU(conv(input))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """`x (in, n)` → `(out, m)`, valid positions only (no padding)."""
+        out_ch, _, taps = self.weight.shape
+        span = (taps - 1) * self.dilation
+        m = (x.shape[1] - span - 1) // self.stride + 1
+        stop = (m - 1) * self.stride + 1
+        columns = np.concatenate(
+            [x[:, i * self.dilation : i * self.dilation + stop : self.stride] for i in range(taps)]
+        )
+        weight = self.weight.transpose(0, 2, 1).reshape(out_ch, -1)  # tap-major, as `columns`
+        return weight @ columns + self.bias[:, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvNet:
+    """1-D convolutions over the per-frame vectors around each decision (log-mel relative to
+    the frame's mean band, so it sees spectral shape, not loudness), softmax out. Valid
+    convolutions: decision `k` sees frames `2k ± CONV_HALF` exactly, so a stream computes it
+    from those frames alone, in any blocks; frames past either end of the file are given as NaN
+    and count as zeros after standardisation (the training programmes were padded so)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    layers: tuple[ConvLayer, ...]
+
+    @property
+    def half(self) -> int:
+        """Frames the network sees either side of a decision."""
+        half, step = 0, 1
+        for layer in self.layers:
+            half += (layer.weight.shape[2] - 1) * layer.dilation // 2 * step
+            step *= layer.stride
+        return half
+
+    def probabilities(self, frames: np.ndarray) -> np.ndarray:
+        """`frames (2k - 1 + 2 * half, 100)` → `(k, 3)` for the k decisions they centre."""
+        x = frames.astype(np.float32)  # a copy
+        x[:, :N_MELS] -= x[:, :N_MELS].mean(axis=1, keepdims=True)
+        x = np.nan_to_num((x - self.mean) * self.scale, nan=0.0).T
+        for i, layer in enumerate(self.layers):
+            if layer.residual:
+                crop = (layer.weight.shape[2] - 1) * layer.dilation // 2
+                x = x[:, crop:-crop] + np.maximum(layer(x), 0.0)
+            else:
+                x = layer(x)
+                if i < len(self.layers) - 1:
+                    np.maximum(x, 0.0, out=x)
+        return _softmax(np.ascontiguousarray(x.T))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x -= x.max(axis=-1, keepdims=True)
+    np.exp(x, out=x)
+    x /= x.sum(axis=-1, keepdims=True)
+    return x
+
+
+def _member(data, prefix: str, path) -> MLP | ConvNet:
+    n_layers = int(data[f"{prefix}n_layers"])
     mean = data[f"{prefix}feature_mean"].astype(np.float32)
     scale = data[f"{prefix}feature_scale"].astype(np.float32)
-    if mean.shape != (N_FEATURES,) or layers[0][0].shape[0] != N_FEATURES:
-        raise ValueError(
-            f"{path}: weights expect {mean.shape[0]} features, the recipe makes {N_FEATURES}"
+    if f"{prefix}layout0" in data:  # a ConvNet: (dilation, stride, residual) per layer
+        layers = tuple(
+            ConvLayer(
+                data[f"{prefix}w{i}"].astype(np.float32),
+                data[f"{prefix}b{i}"].astype(np.float32),
+                *(int(v) for v in data[f"{prefix}layout{i}"]),
+            )
+            for i in range(n_layers)
         )
-    if layers[-1][0].shape[1] != len(CLASSES):
+        member = ConvNet(mean, scale, layers)
+        inputs, outputs = layers[0].weight.shape[1], layers[-1].weight.shape[0]
+        if member.half != CONV_HALF or np.prod([layer.stride for layer in layers]) != DECISION_STRIDE:
+            raise ValueError(
+                f"{path}: a convolutional network must see ±{CONV_HALF} frames and decide "
+                f"every {DECISION_STRIDE} frames"
+            )
+        expected = _N_BASE
+    else:
+        layers = tuple(
+            (data[f"{prefix}w{i}"].astype(np.float32), data[f"{prefix}b{i}"].astype(np.float32))
+            for i in range(n_layers)
+        )
+        member = MLP(mean, scale, layers)
+        inputs, outputs = layers[0][0].shape[0], layers[-1][0].shape[1]
+        expected = N_FEATURES
+    if mean.shape != (expected,) or inputs != expected:
+        raise ValueError(
+            f"{path}: weights expect {mean.shape[0]} features, the recipe makes {expected}"
+        )
+    if outputs != len(CLASSES):
         raise ValueError(f"{path}: the last layer must have {len(CLASSES)} outputs")
-    return MLP(mean, scale, layers)
+    return member
 
 
 @dataclasses.dataclass(frozen=True)
 class FrameClassifier:
-    """A few small MLPs whose probabilities are averaged; pure numpy.
+    """Small networks whose probabilities are averaged; pure numpy. MLPs see a decision's
+    window statistics; ConvNets the per-frame vectors around it. With both kinds, the ConvNets'
+    average counts `conv_share` and the MLPs' the rest (the kinds err on different audio; this
+    way adding networks of one kind does not drown the other).
 
-    Weights file (`.npz`): `version`, `n_members`, and per member `j` the arrays
-    `m{j}_feature_mean`, `m{j}_feature_scale`, `m{j}_n_layers`, `m{j}_w{i}` `(in, out)`, `m{j}_b{i}`.
+    Weights file (`.npz`): `version`, `n_members`, optionally `conv_share` (default 0.5), and per
+    member `j` the arrays `m{j}_feature_mean`, `m{j}_feature_scale`, `m{j}_n_layers`,
+    `m{j}_w{i}`, `m{j}_b{i}`: an MLP's weights `(in, out)`; a ConvNet's `(out, in, taps)` plus
+    `m{j}_layout{i}` (dilation, stride, residual).
     """
 
-    members: tuple[MLP, ...]
+    members: tuple[MLP | ConvNet, ...]
     version: str
+    conv_share: float = 0.5
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
@@ -363,56 +459,96 @@ class FrameClassifier:
                 members = tuple(
                     _member(data, f"m{j}_", path) for j in range(int(data["n_members"]))
                 )
+                conv_share = float(data["conv_share"]) if "conv_share" in data else 0.5
         except (OSError, KeyError) as exc:
             raise ValueError(f"cannot read classifier weights {path}: {exc}") from None
         if not members:
             raise ValueError(f"{path}: no networks in the weights file")
-        return cls(members, version)
+        if not 0.0 < conv_share < 1.0:
+            raise ValueError(f"{path}: conv_share must be between 0 and 1")
+        return cls(members, version, conv_share)
+
+    @cached_property
+    def mlps(self) -> tuple[MLP, ...]:
+        return tuple(m for m in self.members if isinstance(m, MLP))
+
+    @cached_property
+    def convnets(self) -> tuple[ConvNet, ...]:
+        return tuple(m for m in self.members if isinstance(m, ConvNet))
 
     @cached_property
     def _first_layers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every member's standardisation and first layer as one matrix, bias and the column
+        """Every MLP's standardisation and first layer as one matrix, bias and the column
         edges of each member: one wide product instead of one per member (most of the work)."""
-        weight = np.concatenate([m.scale[:, None] * m.layers[0][0] for m in self.members], axis=1)
+        weight = np.concatenate([m.scale[:, None] * m.layers[0][0] for m in self.mlps], axis=1)
         bias = np.concatenate(
-            [m.layers[0][1] - (m.mean * m.scale) @ m.layers[0][0] for m in self.members]
+            [m.layers[0][1] - (m.mean * m.scale) @ m.layers[0][0] for m in self.mlps]
         )
-        edges = np.cumsum([0] + [m.layers[0][0].shape[1] for m in self.members])
+        edges = np.cumsum([0] + [m.layers[0][0].shape[1] for m in self.mlps])
         return weight.astype(np.float32), bias.astype(np.float32), edges
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """`features [shape=(..., N_FEATURES)]` → class probabilities `(..., 3)`, float32: the
-        members' average (as their own `probabilities`, up to float32 rounding)."""
+    def probabilities(self, features: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+        """`features [shape=(..., k, N_FEATURES)]` (and, for ConvNets, `frames (..., 2k - 1 +
+        2 * CONV_HALF, 100)`: the per-frame vectors around those decisions, NaN past the file's
+        ends) → class probabilities `(..., k, 3)`, float32."""
+        total = self._mlp_average(features) if self.mlps else None
+        if self.convnets:
+            if frames is None:
+                raise ValueError("this classifier's convolutional networks need the frames")
+            conv = self._conv_average(features.shape[-2], frames)
+            if total is None:
+                return conv
+            total *= np.float32(1.0 - self.conv_share)
+            total += np.float32(self.conv_share) * conv
+        return total
+
+    def _mlp_average(self, features: np.ndarray) -> np.ndarray:
         shape = features.shape[:-1]
         weight, bias, edges = self._first_layers
         hidden = features.reshape(-1, N_FEATURES) @ weight
         hidden += bias
         total = None
-        for j, member in enumerate(self.members):
+        for j, member in enumerate(self.mlps):
             x = hidden[:, edges[j] : edges[j + 1]]  # each member's own columns, used once
             for w, b in member.layers[1:]:
                 np.maximum(x, 0.0, out=x)  # ReLU between layers
                 x = x @ w + b
-            x -= x.max(axis=-1, keepdims=True)
-            np.exp(x, out=x)
-            x /= x.sum(axis=-1, keepdims=True)
+            x = _softmax(x)
             total = x if total is None else total + x
-        total /= np.float32(len(self.members))
+        total /= np.float32(len(self.mlps))
         return total.reshape(shape + (len(CLASSES),))
 
+    def _conv_average(self, decisions: int, frames: np.ndarray) -> np.ndarray:
+        if decisions == 0:
+            return np.zeros(frames.shape[:-2] + (0, len(CLASSES)), np.float32)
+        if frames.shape[-2] != 2 * decisions - 1 + 2 * CONV_HALF:
+            raise ValueError(f"{decisions} decisions need {2 * decisions - 1 + 2 * CONV_HALF} frames")
+        rows = frames.reshape(-1, *frames.shape[-2:])
+        out = np.stack(
+            [sum(m.probabilities(r) for m in self.convnets) / len(self.convnets) for r in rows]
+        )
+        return out.reshape(frames.shape[:-2] + (decisions, len(CLASSES))).astype(np.float32)
 
-@lru_cache(maxsize=4)
+
 def load_classifier(path: str | None = None) -> FrameClassifier:
     """The shipped classifier (or one at `path`), loaded once per process."""
     return FrameClassifier.load(WEIGHTS_PATH if path is None else path)
 
 
-class FrameFeatureStream:
-    """16 kHz `(channels, n)` blocks in; context features of decision frames out, in order.
+class Decisions(NamedTuple):
+    """What a stream has ready for k decisions of each of C channels."""
 
-    Decision `k` is analysis frame `k * DECISION_STRIDE`; it is ready once frame
-    `t + LONG_HALF` exists (or the file has ended). Holds the last `LONG_HALF` frames' base
-    vectors plus those not yet decided.
+    features: np.ndarray  # (C, k, N_FEATURES) window statistics
+    level: np.ndarray  # (C, k) frame level, dBFS
+    frames: np.ndarray  # (C, 2k - 1 + 2 * CONV_HALF, 100) per-frame vectors, NaN off the file
+
+
+class FrameFeatureStream:
+    """16 kHz `(channels, n)` blocks in; `Decisions` out, in order.
+
+    Decision `k` is analysis frame `t = k * DECISION_STRIDE`; it is ready once frame
+    `t + CONTEXT_FRAMES` exists (or the file has ended). Holds the last `CONTEXT_FRAMES`
+    frames' base vectors plus those not yet decided.
     """
 
     def __init__(self):
@@ -422,46 +558,74 @@ class FrameFeatureStream:
         self._first = 0
         self._next = 0  # next decision's analysis frame (a multiple of DECISION_STRIDE)
 
-    def push(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def push(self, block: np.ndarray) -> Decisions:
         return self._advance(self.framer.push(block), final=False)
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self) -> Decisions:
         return self._advance(self.framer.finish(), final=True)
 
-    def _advance(self, segment: np.ndarray, final: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Returns `(features (C, k, N_FEATURES), level_db (C, k))` for the next k frames."""
+    def _advance(self, segment: np.ndarray, final: bool) -> Decisions:
         if segment.ndim == 2 and segment.shape[-1] >= N_FFT:
             new, self._carry = base_features(segment, self._carry)
             self._base = new if self._base is None else np.concatenate([self._base, new], axis=1)
-        if self._base is None:
-            return np.zeros((0, 0, N_FEATURES), np.float32), np.zeros((0, 0), np.float32)
-        end = self._first + self._base.shape[1]  # frames that exist so far
-        ready_to = end if final else max(self._next, end - LONG_HALF)
+        channels = 0 if self._base is None else self._base.shape[0]
+        end = self._first + (0 if self._base is None else self._base.shape[1])  # frames so far
+        ready_to = end if final else max(self._next, end - CONTEXT_FRAMES)
         centres = np.arange(self._next, ready_to, DECISION_STRIDE)
-        channels = self._base.shape[0]
         if centres.size == 0:
-            return np.zeros((channels, 0, N_FEATURES), np.float32), np.zeros(
-                (channels, 0), np.float32
+            return Decisions(
+                np.zeros((channels, 0, N_FEATURES), np.float32),
+                np.zeros((channels, 0), np.float32),
+                np.zeros((channels, 0, _N_BASE), np.float32),
             )
         features = window_statistics(self._base, self._first, centres, end if final else None)
         level = self._base[:, centres - self._first, _LEVEL]
+        # The frames around these decisions, NaN where they fall off the file.
+        lo, hi = int(centres[0]) - CONV_HALF, int(centres[-1]) + CONV_HALF + 1
+        frames = np.full((channels, hi - lo, _N_BASE), np.nan, np.float32)
+        have_lo, have_hi = max(lo, self._first), min(hi, end)
+        frames[:, have_lo - lo : have_hi - lo] = self._base[:, have_lo - self._first : have_hi - self._first]
         self._next = int(centres[-1]) + DECISION_STRIDE
-        keep_from = max(self._first, self._next - LONG_HALF)
+        keep_from = max(self._first, self._next - CONTEXT_FRAMES)
         self._base = self._base[:, keep_from - self._first :].copy()
         self._first = keep_from
-        return features, level
+        return Decisions(features, level, frames)
+
+
+def decisions_of(y: np.ndarray) -> Decisions:
+    """The `Decisions` of a whole mono 16 kHz signal `y (n,)` at once, without the channel axis
+    (what a stream gives in any blocks, concatenated; the frames are the file's, padded)."""
+    framer = StreamFramer(N_FFT, HOP, center=True, pad_mode="constant")
+    parts, carry = [], None
+    for segment in (framer.push(y[None, :]), framer.finish()):
+        if segment.ndim == 2 and segment.shape[-1] >= N_FFT:
+            part, carry = base_features(segment, carry)
+            parts.append(part)
+    base = np.concatenate(parts, axis=1)
+    total = base.shape[1]
+    centres = np.arange(0, total, DECISION_STRIDE)
+    padding = np.full((1, CONV_HALF, _N_BASE), np.nan, np.float32)
+    return Decisions(
+        window_statistics(base, 0, centres, total)[0],
+        base[0, centres, _LEVEL],
+        np.concatenate([padding, base, padding], axis=1)[0, : 2 * len(centres) - 1 + 2 * CONV_HALF],
+    )
 
 
 __all__ = [
     "CLASSES",
+    "CONV_HALF",
     "DECISION_SECONDS",
     "FRAME_SECONDS",
     "N_FEATURES",
     "SAMPLE_RATE",
     "WEIGHTS_PATH",
+    "ConvNet",
+    "Decisions",
     "FrameClassifier",
     "FrameFeatureStream",
     "base_features",
+    "decisions_of",
     "load_classifier",
     "window_statistics",
 ]
