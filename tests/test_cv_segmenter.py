@@ -99,22 +99,3 @@ def test_the_audit_lists_groups_by_agreement_with_their_label(tmp_path):
     assert by_name["hiss"]["agreement"] == 0.0 and by_name["hiss"]["called"] == [1.0, 0.0, 0.0]
     assert groups[0]["group"] == "hiss" and by_name["tones"]["minutes"] == 0.1
 
-
-def test_convnets_and_mlps_train_on_the_same_programmes():
-    """`build_sequences` draws what `build_set` draws: the MLPs' training rows are the
-    window statistics of the ConvNets' sequences at the decisions they train on."""
-    import scripts.train_segmenter as ts
-    from audiokit.models.segmenter import window_statistics
-
-    pools = _pools(np.random.default_rng(5))
-    x, y, seconds = ts.build_set(np.random.default_rng(6), pools, 2, 3)
-    sequences, seconds_too = ts.build_sequences(np.random.default_rng(6), pools, 2, 3)
-    assert seconds == seconds_too
-    rows, targets = [], []
-    for frames, target in sequences:
-        base = frames[~np.isnan(frames[:, 0])][None]  # the file's frames, padding dropped
-        trained = np.flatnonzero(target >= 0)
-        rows.append(window_statistics(base, 0, 2 * trained, base.shape[1])[0])
-        targets.append(target[trained])
-    np.testing.assert_array_equal(np.concatenate(targets), y)
-    np.testing.assert_allclose(np.concatenate(rows), x, rtol=1e-5, atol=1e-5)

@@ -338,17 +338,21 @@ class ConvLayer:
     stride: int
     residual: bool  # output = input (cropped) + ReLU(conv(input))
 
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """The weights as one `(out, taps * in)` matrix, tap-major like `__call__`'s columns."""
+        out_ch, _, taps = self.weight.shape
+        return np.ascontiguousarray(self.weight.transpose(0, 2, 1).reshape(out_ch, -1))
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """`x (in, n)` → `(out, m)`, valid positions only (no padding)."""
-        out_ch, _, taps = self.weight.shape
-        span = (taps - 1) * self.dilation
-        m = (x.shape[1] - span - 1) // self.stride + 1
+        taps = self.weight.shape[2]
+        m = (x.shape[1] - (taps - 1) * self.dilation - 1) // self.stride + 1
         stop = (m - 1) * self.stride + 1
         columns = np.concatenate(
             [x[:, i * self.dilation : i * self.dilation + stop : self.stride] for i in range(taps)]
         )
-        weight = self.weight.transpose(0, 2, 1).reshape(out_ch, -1)  # tap-major, as `columns`
-        return weight @ columns + self.bias[:, None]
+        return self.matrix @ columns + self.bias[:, None]
 
 
 @dataclasses.dataclass(frozen=True)
