@@ -329,8 +329,6 @@ RECIPES = {
     },
     # sung music: the real singing pool twice as often, more synthetic voices
     "v3-sing": {"data": "all", "synthetic_music": 0.25, "singing": 0.4},
-    # and words sung: speech recordings made into singing (`ts.sung_speech`)
-    "v3-sung": {"data": "all", "synthetic_music": 0.25, "singing": 0.4, "sung_speech": 0.2},
 }
 
 
@@ -346,7 +344,6 @@ def configure(recipe: str) -> None:
         music_shift=knobs.get("music_shift", 0.0),
         real_noise=knobs.get("real_noise", 0.5),
         singing=knobs.get("singing", 0.2),
-        sung_speech=knobs.get("sung_speech", 0.0),
     )
     ts.KIND_WEIGHTS[:] = knobs.get("kind_weights", (0.30, 0.28, 0.20, 0.12, 0.10))
 

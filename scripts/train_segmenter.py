@@ -453,44 +453,6 @@ def synthetic_music(rng, n: int) -> np.ndarray:
     return out
 
 
-def sung_speech(rng, pools, n: int) -> np.ndarray:
-    """Words sung: a speech recording's spectral envelope (what makes its words), slowed 1.3–2.5
-    times, over a melody's harmonics where the speech was voiced and over noise where it was
-    not; sometimes over an instrumental bed. Sung lyrics without accompaniment are the music
-    that looks most like speech, and the real singing pool holds minutes of it. Labelled music."""
-    n_fft, hop = 512, 128
-    stretch = rng.uniform(1.3, 2.5)
-    speech = piece(rng, pools["speech"], n / SR / stretch + 0.1, pauses=False)
-    window = scipy.signal.get_window("hann", n_fft)
-
-    def spectra(y):
-        return scipy.signal.stft(y, SR, window, n_fft, n_fft - hop, boundary="zeros")[2]
-
-    def envelope(spectrum):  # cepstrally smoothed magnitude: formants, not harmonics
-        cepstrum = np.fft.irfft(np.log(np.abs(spectrum) + 1e-7), axis=0)
-        cepstrum[30:-29] = 0.0
-        return np.exp(np.fft.rfft(cepstrum, axis=0).real)
-
-    words = spectra(speech)
-    power = np.abs(words) ** 2
-    voiced = power[: n_fft * 1000 // SR].sum(axis=0) > 0.5 * power.sum(axis=0)  # below 1 kHz
-    frames = n // hop + 1
-    source = np.minimum((np.arange(frames) / stretch).astype(int), words.shape[1] - 1)
-    shape, voiced = envelope(words)[:, source], voiced[source]
-    f0, _, _ = melody(rng, n, *((90, 260) if rng.random() < 0.5 else (180, 520)), (0.25, 1.2),
-                      vibrato=rng.uniform(0.4, 2.0))
-    tone = spectra(harmonic_source(rng, f0, slope=rng.uniform(0.8, 1.6)))[:, :frames]
-    hiss = spectra(rng.standard_normal(n))[:, :frames]
-    carrier = np.where(voiced, tone / envelope(tone), hiss / envelope(hiss))
-    y = scipy.signal.istft(carrier * shape[:, : carrier.shape[1]], SR, window, n_fft,
-                           n_fft - hop)[1]
-    y = np.resize(y, n).astype(np.float32)
-    if rng.random() < 0.3:
-        bed = np.resize(piece(rng, pools["music"], n / SR, pauses=False), n)
-        y = y + bed * (rms(y) / rms(bed)) * 10 ** (rng.uniform(-12, 0) / 20)
-    return y
-
-
 def fade(y: np.ndarray, ms: float = 20) -> np.ndarray:
     n = min(len(y) // 2, int(SR * ms / 1000))
     if n > 0:
@@ -527,7 +489,6 @@ AUGMENT = {
     "music_shift": 0.0,  # share of music pieces pitch/tempo shifted (--music-shift)
     "real_noise": 0.5,  # share of noise drawn from recordings rather than synthesised (--real-noise)
     "singing": 0.2,  # share of (non-synthetic) music pieces taken from the singing pool (--singing)
-    "sung_speech": 0.0,  # share of music pieces that are speech made into singing (--sung-speech)
 }
 
 
@@ -568,8 +529,6 @@ def programme(rng, pools, seconds: float) -> tuple[np.ndarray, list[tuple[float,
                 y = y + under * (rms(y) / rms(under)) * 10 ** (-rng.uniform(3, 20) / 20)
         elif kind == "music" and SYNTH_MUSIC[0] > 0 and rng.random() < SYNTH_MUSIC[0]:
             y = synthetic_music(rng, n)
-        elif kind == "music" and AUGMENT["sung_speech"] > 0 and rng.random() < AUGMENT["sung_speech"]:
-            y = sung_speech(rng, pools, n)
         elif kind == "music" and pools["singing"] and rng.random() < AUGMENT["singing"]:
             y = singing_piece(rng, pools, n)
         elif kind == "music":
@@ -936,10 +895,6 @@ def main() -> int:
         "--singing", type=float, default=0.2, help="share of music pieces that are real singing"
     )
     ap.add_argument(
-        "--sung-speech", type=float, default=0.0,
-        help="share of music pieces that are speech recordings made into singing",
-    )
-    ap.add_argument(
         "--kind-weights",
         default=",".join(str(w) for w in KIND_WEIGHTS),
         help="shares of speech, music, speech over music, noise, silence pieces",
@@ -962,7 +917,6 @@ def main() -> int:
         music_shift=args.music_shift,
         real_noise=args.real_noise,
         singing=args.singing,
-        sung_speech=args.sung_speech,
     )
     KIND_WEIGHTS[:] = [float(w) for w in args.kind_weights.split(",")]
     began = time.time()
