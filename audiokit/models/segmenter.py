@@ -534,6 +534,7 @@ class FrameClassifier:
         return out.reshape(frames.shape[:-2] + (decisions, len(CLASSES))).astype(np.float32)
 
 
+@lru_cache(maxsize=4)
 def load_classifier(path: str | None = None) -> FrameClassifier:
     """The shipped classifier (or one at `path`), loaded once per process."""
     return FrameClassifier.load(WEIGHTS_PATH if path is None else path)
