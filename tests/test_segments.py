@@ -24,6 +24,7 @@ from audiokit.models.segmenter import (
     FrameFeatureStream,
     base_features,
     decisions_of,
+    load_classifier,
 )
 from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
 
@@ -125,6 +126,7 @@ def test_shipped_weights_load_and_give_probabilities():
     probs = model.probabilities(rng.standard_normal((2, 7, N_FEATURES)).astype(np.float32))
     assert probs.shape == (2, 7, len(CLASSES))
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+    assert load_classifier() is load_classifier()  # read once per process
 
 
 def test_ensemble_probabilities_are_the_average_of_its_networks():
