@@ -953,25 +953,33 @@ def main() -> int:
     ensemble_accuracy = float(np.mean(np.argmax(ensemble, axis=1) == y_val))
     print(f"ensemble val_acc {ensemble_accuracy:.4f}", file=sys.stderr)
     np.savez_compressed(args.out, **weights)
+    print_summary(
+        args, rows, seconds, reports, began,
+        training_frames=len(x),
+        class_frames={c: int(n) for c, n in zip(CLASSES, np.bincount(y, minlength=3))},
+        hidden=list(hidden),
+        ensemble_val_accuracy=round(ensemble_accuracy, 4),
+    )
+    return 0
+
+
+def print_summary(args, rows, seconds: float, reports: list, began: float, **more) -> None:
+    """The run's JSON summary on stdout: the command's settings, data, last epochs, size."""
     summary = {
         "version": args.version,
         "seed": args.seed,
         "programmes": args.programmes,
         "programme_hours": round(seconds / 3600, 2),
-        "training_frames": len(x),
-        "class_frames": {c: int(n) for c, n in zip(CLASSES, np.bincount(y, minlength=3))},
-        "hidden": list(hidden),
         "epochs": args.epochs,
         "recordings": len(rows),
         "groups": sorted({r.get("group", "") for r in rows}),
         "members": args.members,
         "final": reports,
-        "ensemble_val_accuracy": round(ensemble_accuracy, 4),
+        **more,
         "train_minutes": round((time.time() - began) / 60, 1),
         "size_bytes": Path(args.out).stat().st_size,
     }
     print(json.dumps(summary, indent=1))
-    return 0
 
 
 def train_convnets(args, rng, pools, rows, began) -> int:
@@ -989,20 +997,7 @@ def train_convnets(args, rng, pools, rows, began) -> int:
         weights |= {f"m{member}_{key}": value for key, value in member_weights.items()}
         reports.append(report["history"][-1])
     np.savez_compressed(args.out, **weights)
-    summary = {
-        "version": args.version,
-        "seed": args.seed,
-        "programmes": args.programmes,
-        "programme_hours": round(seconds / 3600, 2),
-        "conv_channels": args.conv,
-        "epochs": args.epochs,
-        "recordings": len(rows),
-        "members": args.members,
-        "final": reports,
-        "train_minutes": round((time.time() - began) / 60, 1),
-        "size_bytes": Path(args.out).stat().st_size,
-    }
-    print(json.dumps(summary, indent=1))
+    print_summary(args, rows, seconds, reports, began, conv_channels=args.conv)
     return 0
 
 
