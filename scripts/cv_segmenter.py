@@ -546,6 +546,13 @@ def main() -> int:
         if extra:
             sets.append(programme_set(rows, fold_of, TRAIN_ONLY, args.recipe, args.cache,
                                       args.debian_programmes, args.seed, args.conv))
+        if args.conv:
+            sequences = sum(sets, [])
+            train_frames = sum(int((target >= 0).sum()) for _, target in sequences)
+        else:
+            x = np.concatenate([s[0] for s in sets])
+            y = np.concatenate([s[1] for s in sets])
+            train_frames = len(x)
         # trained networks are kept, so other smoothing settings rescore without retraining
         saved = saved_weights(
             args, args.recipe, f"c{args.conv}" if args.conv else args.hidden, fold,
@@ -559,23 +566,26 @@ def main() -> int:
             for member in range(args.members):
                 seed = args.seed + 100 * member
                 if args.conv:
-                    w, _ = ts.train_conv(sum(sets, []), channels=args.conv, epochs=args.epochs,
-                                         seed=seed)
+                    w, _ = ts.train_conv(sequences, channels=args.conv, epochs=args.epochs, seed=seed)
                 else:
-                    x = np.concatenate([s[0] for s in sets])
-                    y = np.concatenate([s[1] for s in sets])
                     w, _ = ts.train(x, y, x[:2000], y[:2000], hidden=hidden, epochs=args.epochs,
                                     seed=seed)
                 weights.append(w)
             classifier = classifier_from(weights)
             save_weights(weights, saved)
         for spec in args.average_with:
-            # another recipe's networks for this fold (run that recipe first), averaged in
-            recipe, hidden_, seed, members, epochs = (spec.split(":") + [""] * 4)[:5]
-            run = argparse.Namespace(**{**vars(args), "members": int(members or args.members),
-                                        "epochs": int(epochs or args.epochs)})
+            # another run's networks for this fold (run it first), averaged in
+            other_recipe, other_hidden, other_seed, other_members, other_epochs = (
+                spec.split(":") + [""] * 4
+            )[:5]
+            other_run = argparse.Namespace(**{
+                **vars(args),
+                "members": int(other_members or args.members),
+                "epochs": int(other_epochs or args.epochs),
+            })
             other = FrameClassifier.load(saved_weights(
-                run, recipe, hidden_ or "96,48", fold, seed=int(seed) if seed else args.seed,
+                other_run, other_recipe, other_hidden or "96,48", fold,
+                seed=int(other_seed) if other_seed else args.seed,
             ))
             classifier = FrameClassifier(classifier.members + other.members, "cv", args.conv_share)
         if args.audit:
@@ -585,6 +595,7 @@ def main() -> int:
         total, confusion, by_kind = score_fold(classifier, mixes, params, scorer)
         total["fold"] = fold
         total["test_minutes"] = round(sum(m["seconds"] for m in mixes) / 60, 1)
+        total["train_frames"] = train_frames
         total["confusion"] = confusion.tolist()
         total["by_kind"] = {k: v.tolist() for k, v in by_kind.items()}
         results.append(total)
