@@ -16,7 +16,8 @@ usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/seg
        [--synthetic-music 0.15] [--speech-perturb 0.5] [--version segmenter-v2]
        [--bed-snr 5,20] [--telephone 0] [--noise-under 0] [--music-shift 0] [--real-noise 0.5]
        [--kind-weights 0.3,0.28,0.2,0.12,0.1] [--singing 0.2]
-       python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz
+       python scripts/train_segmenter.py MANIFEST.csv --conv 64 [--epochs 20] ...  (ConvNets)
+       python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz [--conv-share 0.5]
 The flags after --speech-perturb are off or at v2's values by default (drawing no extra random
 numbers, so v2's command builds the programmes it built); segmenter-v2.md has v2's command and
 the cross-validated v3 candidate's.
@@ -48,8 +49,8 @@ from audiokit.models.segmenter import (  # noqa: E402 (after a guarded import)
     CONV_HALF,
     DECISION_SECONDS,
     N_FEATURES,
-    N_MELS,
     SAMPLE_RATE,
+    conv_inputs,
     decisions_of,
 )
 
@@ -700,13 +701,6 @@ def train(x, y, x_val, y_val, *, hidden, epochs, seed) -> tuple[dict, dict]:
 CONV_PLAN = ((5, 1, 1, False), (5, 2, 1, False), (3, 1, 2, False),
              (5, 2, 1, True), (5, 4, 1, True), (5, 8, 1, True), (1, 1, 1, False))
 CONV_CROP = 256  # decisions per training crop (10 s)
-
-
-def conv_inputs(frames: np.ndarray) -> np.ndarray:
-    """Per-frame vectors as a ConvNet takes them: log-mel relative to the frame's mean band."""
-    x = frames.astype(np.float32)
-    x[:, :N_MELS] -= x[:, :N_MELS].mean(axis=1, keepdims=True)
-    return x
 
 
 def conv_network(channels: int, inputs: int):

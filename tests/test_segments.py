@@ -23,6 +23,7 @@ from audiokit.models.segmenter import (
     FrameClassifier,
     FrameFeatureStream,
     base_features,
+    conv_inputs,
     decisions_of,
     load_classifier,
 )
@@ -236,9 +237,7 @@ def test_a_convnet_gives_in_numpy_what_it_gave_in_torch(tmp_path: Path):
     classifier, net, weights = _trained_convnet(tmp_path)
     assert isinstance(classifier.members[0], ConvNet)
     decisions = decisions_of(_chord_then_noise())
-    import scripts.train_segmenter as ts
-
-    x = (ts.conv_inputs(decisions.frames) - weights["feature_mean"]) * weights["feature_scale"]
+    x = (conv_inputs(decisions.frames) - weights["feature_mean"]) * weights["feature_scale"]
     with torch.no_grad():
         logits = net(torch.from_numpy(np.nan_to_num(x).T.copy())[None])[0].T
     expected = torch.softmax(logits, dim=-1).numpy()

@@ -16,10 +16,11 @@ features inference computes):
    Window means of the log-mel are taken relative to the window's own level, so the classifier
    sees spectral shape and modulation, not loudness.
 4. A few small MLPs (numpy inference), averaged, give p(speech), p(music), p(noise) for every
-   second frame (decision `k` is centred at `k * 0.04` s).
+   second frame (decision `k` is centred at `k * 0.04` s). A weights file may also hold
+   ConvNets over the per-frame vectors themselves, ±CONV_HALF frames around each decision.
 
-Streaming needs 1 s of look-ahead, so `FrameFeatureStream` holds about two seconds of per-frame
-features (under 100 kB) plus the current block, whatever the file's length.
+Streaming needs 1.26 s of look-ahead, so `FrameFeatureStream` holds about two and a half seconds
+of per-frame features (under 100 kB) plus the current block, whatever the file's length.
 """
 
 from __future__ import annotations
@@ -378,9 +379,7 @@ class ConvNet:
 
     def probabilities(self, frames: np.ndarray) -> np.ndarray:
         """`frames (2k - 1 + 2 * half, 100)` → `(k, 3)` for the k decisions they centre."""
-        x = frames.astype(np.float32)  # a copy
-        x[:, :N_MELS] -= x[:, :N_MELS].mean(axis=1, keepdims=True)
-        x = np.nan_to_num((x - self.mean) * self.scale, nan=0.0).T
+        x = np.nan_to_num((conv_inputs(frames) - self.mean) * self.scale, nan=0.0).T
         for i, layer in enumerate(self.layers):
             if layer.residual:
                 crop = (layer.weight.shape[2] - 1) * layer.dilation // 2
@@ -390,6 +389,14 @@ class ConvNet:
                 if i < len(self.layers) - 1:
                     np.maximum(x, 0.0, out=x)
         return _softmax(np.ascontiguousarray(x.T))
+
+
+def conv_inputs(frames: np.ndarray) -> np.ndarray:
+    """Per-frame vectors as a ConvNet takes them (a copy): log-mel relative to the frame's
+    mean band."""
+    x = frames.astype(np.float32)
+    x[:, :N_MELS] -= x[:, :N_MELS].mean(axis=1, keepdims=True)
+    return x
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -630,6 +637,7 @@ __all__ = [
     "FrameClassifier",
     "FrameFeatureStream",
     "base_features",
+    "conv_inputs",
     "decisions_of",
     "load_classifier",
     "window_statistics",
