@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from tests.conftest import SHARED_DATA, run_json, write_audio
+from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
 
 SR = 22050
 
@@ -299,7 +299,7 @@ def test_a_file_too_short_for_a_frame_still_gets_its_summary_row(tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=NO_SHARED_DATA)
 def test_chroma_and_deltas_match_librosa_on_real_recordings(tmp_path):
     import librosa
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import audiokit
-from tests.conftest import SHARED_DATA, run_json, write_audio
+from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
 
 SR = 48000
 
@@ -176,7 +176,7 @@ def test_edge_cases_through_the_cli(tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=NO_SHARED_DATA)
 def test_real_recordings_match_pyloudnorm_and_ffmpeg(tmp_path):
     from scripts.check_loudness import ebur128, pick_files, pyloudnorm_lufs
 

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from scripts.eval_tempo import accuracies, drum_pattern, f_measure
-from tests.conftest import SHARED_DATA, run_json, write_audio
+from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
 
 SR = 22050
 
@@ -64,7 +64,7 @@ def test_rhythm_parameters_are_checked(tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not (SHARED_DATA / "madmom").is_dir(), reason="needs ../shared/data")
+@pytest.mark.skipif(not (SHARED_DATA / "madmom").is_dir(), reason=NO_SHARED_DATA)
 def test_madmom_sample_matches_librosa(tmp_path):
     import librosa
     path = SHARED_DATA / "madmom" / "tests" / "data" / "audio" / "sample.wav"
