@@ -268,7 +268,7 @@ def test_set(rows, fold_of, fold, cache: Path, mixes: int, seed: int) -> list[di
     for _ in range(mixes):
         y, labels, parts = test_mix(rng, pools, rng.uniform(90, 150))
         y = stored_and_decoded(rng, y)
-        decisions = decisions_of(y)
+        decisions = decisions_of(y, frames=True)
         out.append({"features": decisions.features, "level": decisions.level,
                     "frames": decisions.frames, "labels": labels, "parts": parts,
                     "seconds": len(y) / SR})
@@ -430,8 +430,9 @@ def audit_groups(rows, fold_of, networks: dict, cache: Path, loud_db: float = -5
         y = decoded(r["path"], cache)[: 120 * SR]
         if len(y) < SR // 2:
             continue
-        decisions = decisions_of(y)
-        called = networks[fold_of[r["group"]]].probabilities(decisions.features, decisions.frames)
+        network = networks[fold_of[r["group"]]]
+        decisions = decisions_of(y, frames=bool(network.convnets))
+        called = network.probabilities(decisions.features, decisions.frames)
         calls[r["group"]] += np.bincount(called.argmax(axis=1)[decisions.level > loud_db], minlength=3)
         label_of[r["group"]] = r["label"]
         seconds[r["group"]] += len(y) / SR

@@ -596,12 +596,13 @@ def frame_targets(labels, frames: int) -> tuple[np.ndarray, np.ndarray]:
     return target, keep & (target >= 0)
 
 
-def programmes_of(rng, pools, count: int, every: int):
-    """`count` programmes: each one's `Decisions` (as inference computes them), targets, the
-    mask of decisions to train on (one in `every`, none near a label change) and seconds."""
+def programmes_of(rng, pools, count: int, every: int, frames: bool = False):
+    """`count` programmes: each one's `Decisions` (as inference computes them; with the
+    ConvNets' frames if `frames`), targets, the mask of decisions to train on (one in `every`,
+    none near a label change) and seconds."""
     for i in range(count):
         mix, labels = programme(rng, pools, rng.uniform(60, 120))
-        decisions = decisions_of(mix)
+        decisions = decisions_of(mix, frames)
         target, keep = frame_targets(labels, len(decisions.features))
         keep[np.arange(len(keep)) % every != rng.integers(every)] = False
         yield decisions, target, keep, len(mix) / SR
@@ -623,7 +624,7 @@ def build_sequences(rng, pools, programmes: int, every: int) -> tuple[list, floa
     """The ConvNets' training set: per programme its frames and targets (-1: not trained on).
     The same draws as `build_set`, so the same programmes."""
     out, seconds = [], 0.0
-    for decisions, target, keep, length in programmes_of(rng, pools, programmes, every):
+    for decisions, target, keep, length in programmes_of(rng, pools, programmes, every, True):
         out.append((decisions.frames, np.where(keep, target, -1)))
         seconds += length
     return out, seconds

@@ -1,7 +1,8 @@
 """scripts/cv_segmenter.py's diagnostics. The per-kind report: every test-mix part is named by
 what was built (singing apart from music, the bed's level band for speech over music or noise),
 the parts tile the labelled mix, and the report counts what the segments call each part's
-frames. The audit: each group through the networks of the fold that never saw it."""
+frames. The audit: each group through the networks of the fold that never saw it. And the
+training script's two kinds of network train on the same programmes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import NO_SHARED_DATA, SHARED_DATA
 
 import scripts.cv_segmenter as cv
+from audiokit.models.segmenter import window_statistics
 
 LABEL_OF_KIND = {"speech_over_music": "speech", "speech_under_noise": "speech", "singing": "music"}
 
@@ -71,7 +73,9 @@ def test_the_report_counts_what_the_segments_call_each_part():
 
 
 class _Always:
-    """A classifier that calls every decision one class."""
+    """A classifier (of MLPs only) that calls every decision one class."""
+
+    convnets = ()
 
     def __init__(self, index: int):
         self.index = index
@@ -98,4 +102,21 @@ def test_the_audit_lists_groups_by_agreement_with_their_label(tmp_path):
     assert by_name["tones"]["agreement"] == 1.0 and by_name["talk"]["agreement"] == 1.0
     assert by_name["hiss"]["agreement"] == 0.0 and by_name["hiss"]["called"] == [1.0, 0.0, 0.0]
     assert groups[0]["group"] == "hiss" and by_name["tones"]["minutes"] == 0.1
+
+
+def test_convnets_and_mlps_train_on_the_same_programmes():
+    """`build_sequences` draws what `build_set` draws: the MLPs' training rows are the
+    window statistics of the ConvNets' sequences at the decisions they train on."""
+    pools = _pools(np.random.default_rng(5))
+    x, y, seconds = cv.ts.build_set(np.random.default_rng(6), pools, 2, 3)
+    sequences, seconds_too = cv.ts.build_sequences(np.random.default_rng(6), pools, 2, 3)
+    assert seconds == seconds_too
+    rows, targets = [], []
+    for frames, target in sequences:
+        base = frames[~np.isnan(frames[:, 0])][None]  # the file's frames, padding dropped
+        trained = np.flatnonzero(target >= 0)
+        rows.append(window_statistics(base, 0, 2 * trained, base.shape[1])[0])
+        targets.append(target[trained])
+    np.testing.assert_array_equal(np.concatenate(targets), y)
+    np.testing.assert_allclose(np.concatenate(rows), x, rtol=1e-5, atol=1e-5)
 

@@ -183,10 +183,10 @@ def _chord_then_noise() -> np.ndarray:
 
 def test_feature_stream_is_the_same_in_blocks_as_whole():
     y = _chord_then_noise()
-    whole = decisions_of(y)
+    whole = decisions_of(y, frames=True)
 
     def decisions(block: int) -> list:
-        stream = FrameFeatureStream()
+        stream = FrameFeatureStream(frames=True)
         parts = [stream.push(y[None, i : i + block]) for i in range(0, len(y), block)]
         return parts + [stream.finish()]
 
@@ -206,6 +206,10 @@ def test_feature_stream_is_the_same_in_blocks_as_whole():
             done += k
     assert np.isnan(whole.frames[:CONV_HALF]).all() and np.isnan(whole.frames[-CONV_HALF:]).all()
     assert not np.isnan(whole.frames[CONV_HALF:-CONV_HALF]).any()
+    # without frames (MLPs only) the same window statistics, and no frames
+    plain = decisions_of(y)
+    assert plain.frames is None
+    np.testing.assert_allclose(plain.features, whole.features, rtol=1e-5, atol=1e-5)
 
 
 def _trained_convnet(tmp_path: Path, channels: int = 8):
@@ -218,7 +222,7 @@ def _trained_convnet(tmp_path: Path, channels: int = 8):
     sequences = []
     for seed in range(2):
         y = np.concatenate([chord(SAMPLE_RATE, 6.0, seed), rng.standard_normal(SAMPLE_RATE * 6) * 0.05])
-        decisions = decisions_of(y.astype(np.float32))
+        decisions = decisions_of(y.astype(np.float32), frames=True)
         target = np.where(np.arange(len(decisions.features)) < 150, MUSIC, NOISE)
         sequences.append((decisions.frames, target))
     weights, _ = ts.train_conv(sequences, channels=channels, epochs=1, seed=0)
@@ -236,7 +240,7 @@ def test_a_convnet_gives_in_numpy_what_it_gave_in_torch(tmp_path: Path):
 
     classifier, net, weights = _trained_convnet(tmp_path)
     assert isinstance(classifier.members[0], ConvNet)
-    decisions = decisions_of(_chord_then_noise())
+    decisions = decisions_of(_chord_then_noise(), frames=True)
     x = (conv_inputs(decisions.frames) - weights["feature_mean"]) * weights["feature_scale"]
     with torch.no_grad():
         logits = net(torch.from_numpy(np.nan_to_num(x).T.copy())[None])[0].T
@@ -245,7 +249,7 @@ def test_a_convnet_gives_in_numpy_what_it_gave_in_torch(tmp_path: Path):
     assert got.shape == (len(decisions.features), len(CLASSES))
     np.testing.assert_allclose(got, expected, atol=1e-5)
     # in a stream's blocks, the same numbers
-    stream, parts = FrameFeatureStream(), []
+    stream, parts = FrameFeatureStream(frames=True), []
     y = _chord_then_noise()[None, :]
     for i in range(0, y.shape[1], 7777):
         parts.append(stream.push(y[:, i : i + 7777]))
@@ -260,7 +264,7 @@ def test_mlps_and_convnets_count_half_each_unless_the_file_says(tmp_path: Path):
     convnets, _, _ = _trained_convnet(tmp_path)
     shipped = FrameClassifier.load()
     both = FrameClassifier(shipped.members + convnets.members, "both")
-    decisions = decisions_of(_chord_then_noise())
+    decisions = decisions_of(_chord_then_noise(), frames=True)
     with pytest.raises(ValueError, match="need the frames"):
         both.probabilities(decisions.features)
     np.testing.assert_allclose(

@@ -202,7 +202,7 @@ class _ClassifierStream:
 
     def __init__(self, extractor: _SegmenterBase, channels: int):
         self.classifier = extractor.classifier
-        self.features = FrameFeatureStream()
+        self.features = FrameFeatureStream(frames=bool(self.classifier.convnets))
         self.channels = channels
         self.samples = 0
         self.frames_done = 0

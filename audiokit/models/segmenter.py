@@ -19,8 +19,9 @@ features inference computes):
    second frame (decision `k` is centred at `k * 0.04` s). A weights file may also hold
    ConvNets over the per-frame vectors themselves, ±CONV_HALF frames around each decision.
 
-Streaming needs 1.26 s of look-ahead, so `FrameFeatureStream` holds about two and a half seconds
-of per-frame features (under 100 kB) plus the current block, whatever the file's length.
+Streaming needs 1 s of look-ahead (1.26 s for ConvNets), so `FrameFeatureStream` holds two to
+two and a half seconds of per-frame features (under 100 kB) plus the current block, whatever
+the file's length.
 """
 
 from __future__ import annotations
@@ -49,11 +50,10 @@ FMIN, FMAX = 60.0, 8000.0
 # Frames either side of a decision: 0.5 s and 2 s windows. The short one places boundaries,
 # the long one sees enough syllables, pauses and beats to tell speech from music.
 WINDOW_HALVES = (12, 50)
-LONG_HALF = max(WINDOW_HALVES)
+LONG_HALF = max(WINDOW_HALVES)  # the stream's look-ahead for the window statistics
 # Convolutional members see the per-frame vectors themselves, this many frames either side of
 # a decision (1.26 s): the longest pattern of syllables, notes or beats they can use.
 CONV_HALF = 63
-CONTEXT_FRAMES = max(LONG_HALF, CONV_HALF)  # the stream's look-ahead (and look-back)
 CLASSES = ("speech", "music", "noise")
 WEIGHTS_PATH = Path(__file__).with_name("segmenter-v3.npz")
 
@@ -552,18 +552,24 @@ class Decisions(NamedTuple):
 
     features: np.ndarray  # (C, k, N_FEATURES) window statistics
     level: np.ndarray  # (C, k) frame level, dBFS
-    frames: np.ndarray  # (C, 2k - 1 + 2 * CONV_HALF, 100) per-frame vectors, NaN off the file
+    # (C, 2k - 1 + 2 * CONV_HALF, 100) per-frame vectors, NaN off the file; None unless the
+    # stream was asked for them
+    frames: np.ndarray | None
 
 
 class FrameFeatureStream:
     """16 kHz `(channels, n)` blocks in; `Decisions` out, in order.
 
     Decision `k` is analysis frame `t = k * DECISION_STRIDE`; it is ready once frame
-    `t + CONTEXT_FRAMES` exists (or the file has ended). Holds the last `CONTEXT_FRAMES`
-    frames' base vectors plus those not yet decided.
+    `t + context` exists (or the file has ended), `context` being `LONG_HALF` or, when the
+    stream hands out `frames` for ConvNets, `CONV_HALF`. Holds the last `context` frames' base
+    vectors plus those not yet decided. Without frames it decides exactly as before ConvNets
+    existed (same stretches, so the same float rounding: segmenter-v3 rebuilds bit for bit).
     """
 
-    def __init__(self):
+    def __init__(self, frames: bool = False):
+        self.frames = frames
+        self.context = max(LONG_HALF, CONV_HALF) if frames else LONG_HALF
         self.framer = StreamFramer(N_FFT, HOP, center=True, pad_mode="constant")
         self._carry = None
         self._base: np.ndarray | None = None  # frames _first .. _first + len - 1
@@ -582,45 +588,45 @@ class FrameFeatureStream:
             self._base = new if self._base is None else np.concatenate([self._base, new], axis=1)
         channels = 0 if self._base is None else self._base.shape[0]
         end = self._first + (0 if self._base is None else self._base.shape[1])  # frames so far
-        ready_to = end if final else max(self._next, end - CONTEXT_FRAMES)
+        ready_to = end if final else max(self._next, end - self.context)
         centres = np.arange(self._next, ready_to, DECISION_STRIDE)
         if centres.size == 0:
             return Decisions(
                 np.zeros((channels, 0, N_FEATURES), np.float32),
                 np.zeros((channels, 0), np.float32),
-                np.zeros((channels, 0, _N_BASE), np.float32),
+                np.zeros((channels, 0, _N_BASE), np.float32) if self.frames else None,
             )
         features = window_statistics(self._base, self._first, centres, end if final else None)
         level = self._base[:, centres - self._first, _LEVEL]
-        # The frames around these decisions, NaN where they fall off the file.
-        lo, hi = int(centres[0]) - CONV_HALF, int(centres[-1]) + CONV_HALF + 1
-        frames = np.full((channels, hi - lo, _N_BASE), np.nan, np.float32)
-        have_lo, have_hi = max(lo, self._first), min(hi, end)
-        frames[:, have_lo - lo : have_hi - lo] = self._base[:, have_lo - self._first : have_hi - self._first]
+        frames = None
+        if self.frames:  # the frames around these decisions, NaN where they fall off the file
+            lo, hi = int(centres[0]) - CONV_HALF, int(centres[-1]) + CONV_HALF + 1
+            frames = np.full((channels, hi - lo, _N_BASE), np.nan, np.float32)
+            have_lo, have_hi = max(lo, self._first), min(hi, end)
+            frames[:, have_lo - lo : have_hi - lo] = self._base[
+                :, have_lo - self._first : have_hi - self._first
+            ]
         self._next = int(centres[-1]) + DECISION_STRIDE
-        keep_from = max(self._first, self._next - CONTEXT_FRAMES)
+        keep_from = max(self._first, self._next - self.context)
         self._base = self._base[:, keep_from - self._first :].copy()
         self._first = keep_from
         return Decisions(features, level, frames)
 
 
-def decisions_of(y: np.ndarray) -> Decisions:
-    """The `Decisions` of a whole mono 16 kHz signal `y (n,)` at once, without the channel axis
-    (what a stream gives in any blocks, concatenated; the frames are the file's, padded)."""
-    framer = StreamFramer(N_FFT, HOP, center=True, pad_mode="constant")
-    parts, carry = [], None
-    for segment in (framer.push(y[None, :]), framer.finish()):
-        if segment.ndim == 2 and segment.shape[-1] >= N_FFT:
-            part, carry = base_features(segment, carry)
-            parts.append(part)
-    base = np.concatenate(parts, axis=1)
-    total = base.shape[1]
-    centres = np.arange(0, total, DECISION_STRIDE)
-    padding = np.full((1, CONV_HALF, _N_BASE), np.nan, np.float32)
+def decisions_of(y: np.ndarray, frames: bool = False) -> Decisions:
+    """The `Decisions` of a whole mono 16 kHz signal `y (n,)`, without the channel axis: a
+    stream's stretches joined (consecutive stretches share `2 * CONV_HALF - 1` frames)."""
+    stream = FrameFeatureStream(frames)
+    parts = [p for p in (stream.push(y[None, :]), stream.finish()) if p.features.shape[1]]
+    joined = None
+    if frames:
+        joined = np.concatenate(
+            [parts[0].frames] + [p.frames[:, 2 * CONV_HALF - 1 :] for p in parts[1:]], axis=1
+        )[0]
     return Decisions(
-        window_statistics(base, 0, centres, total)[0],
-        base[0, centres, _LEVEL],
-        np.concatenate([padding, base, padding], axis=1)[0, : 2 * len(centres) - 1 + 2 * CONV_HALF],
+        np.concatenate([p.features for p in parts], axis=1)[0],
+        np.concatenate([p.level for p in parts], axis=1)[0],
+        joined,
     )
 
 
