@@ -17,7 +17,7 @@ programmes of every other fold. Decoded audio (16 kHz) is cached per source file
 
 usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|v3-noise|v3-sing [--folds 4]
        [--cache /work/cache15] [--programmes-per-fold 25] [--members 2] [--hidden 96,48]
-       [--conv CHANNELS] [--smoothing JSON] [--average-with RECIPE[:HIDDEN[:SEED[:MEMBERS[:EPOCHS]]]]]
+       [--conv CHANNELS] [--draws N] [--smoothing JSON] [--average-with RECIPE[:HIDDEN[:SEED[:MEMBERS[:EPOCHS]]]]]
        [--conv-share 0.5] [--json OUT.json]
        [--debian DIR [--debian-programmes 25]] [--train-folds N]
 `--debian` adds make_segmenter_manifest.DEBIAN_MORE's packages (unpacked under DIR) as
@@ -487,6 +487,9 @@ def main() -> int:
     ap.add_argument("--conv-share", type=float, default=0.5,
                     help="with --average-with, the ConvNets' share of MLPs and ConvNets")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--draws", type=int, default=1,
+                    help="train on this many draws of programmes per fold (seeds SEED, SEED+1, ...): "
+                         "more hours of the same sources")
     ap.add_argument("--only-fold", type=int, default=None)
     ap.add_argument("--train-folds", type=int, default=None, metavar="N",
                     help="train on the N folds after the test fold only (a learning curve: how "
@@ -541,7 +544,8 @@ def main() -> int:
             train_folds = [k for k in range(args.folds) if k != fold]
         per_fold = round(args.programmes_per_fold * (args.folds - 1) / len(train_folds))
         sets = [
-            programme_set(rows, fold_of, k, args.recipe, args.cache, per_fold, args.seed, args.conv)
+            programme_set(rows, fold_of, k, args.recipe, args.cache, per_fold, args.seed + draw, args.conv)
+            for draw in range(args.draws)
             for k in train_folds
         ]
         if extra:
@@ -558,7 +562,8 @@ def main() -> int:
         saved = saved_weights(
             args, args.recipe, f"c{args.conv}" if args.conv else args.hidden, fold,
             (f"-{train_only_name(fold_of)}x{args.debian_programmes}" if extra else "")
-            + (f"-t{args.train_folds}" if args.train_folds else ""),
+            + (f"-t{args.train_folds}" if args.train_folds else "")
+            + (f"-d{args.draws}" if args.draws > 1 else ""),
         )
         if saved.exists():
             classifier = FrameClassifier.load(saved)
