@@ -978,14 +978,17 @@ def print_summary(args, rows, seconds: float, reports: list, began: float, **mor
 
 
 def train_convnets(args, rng, pools, rows, began) -> int:
-    """`--conv`: `--members` ConvNets, each on its own programmes (`--programmes`, drawn from
-    `--seed`, `--seed + 1000`, …), merged into `--out`."""
+    """`--conv`: `--members` ConvNets on the same `--programmes` (with `--fresh-data`, each
+    after the first on its own, drawn from `--seed + 1000 * member`), merged into `--out`."""
     weights = {"version": np.array(args.version), "n_members": np.array(args.members)}
-    seconds, reports = 0.0, []
+    sequences, seconds = build_sequences(rng, pools, args.programmes, args.every)
+    reports = []
     for member in range(args.members):
-        member_rng = rng if member == 0 else np.random.default_rng(args.seed + 1000 * member)
-        sequences, more = build_sequences(member_rng, pools, args.programmes, args.every)
-        seconds += more
+        if member and args.fresh_data:
+            sequences, more = build_sequences(
+                np.random.default_rng(args.seed + 1000 * member), pools, args.programmes, args.every
+            )
+            seconds += more
         member_weights, report = train_conv(
             sequences, channels=args.conv, epochs=args.epochs, seed=args.seed + 100 * member
         )
