@@ -119,4 +119,3 @@ def test_convnets_and_mlps_train_on_the_same_programmes():
         targets.append(target[trained])
     np.testing.assert_array_equal(np.concatenate(targets), y)
     np.testing.assert_allclose(np.concatenate(rows), x, rtol=1e-5, atol=1e-5)
-

@@ -379,7 +379,11 @@ class ConvNet:
 
     def probabilities(self, frames: np.ndarray) -> np.ndarray:
         """`frames (2k - 1 + 2 * half, 100)` → `(k, 3)` for the k decisions they centre."""
-        x = np.nan_to_num((conv_inputs(frames) - self.mean) * self.scale, nan=0.0).T
+        return self.probabilities_of_inputs(conv_inputs(frames))
+
+    def probabilities_of_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """As `probabilities`, from `conv_inputs(frames)` (an ensemble computes them once)."""
+        x = np.nan_to_num((inputs - self.mean) * self.scale, nan=0.0).T
         for i, layer in enumerate(self.layers):
             if layer.residual:
                 crop = (layer.weight.shape[2] - 1) * layer.dilation // 2
@@ -535,8 +539,9 @@ class FrameClassifier:
         if frames.shape[-2] != 2 * decisions - 1 + 2 * CONV_HALF:
             raise ValueError(f"{decisions} decisions need {2 * decisions - 1 + 2 * CONV_HALF} frames")
         rows = frames.reshape(-1, *frames.shape[-2:])
+        inputs = [conv_inputs(r) for r in rows]
         out = np.stack(
-            [sum(m.probabilities(r) for m in self.convnets) / len(self.convnets) for r in rows]
+            [sum(m.probabilities_of_inputs(x) for m in self.convnets) / len(self.convnets) for x in inputs]
         )
         return out.reshape(frames.shape[:-2] + (decisions, len(CLASSES))).astype(np.float32)
 
