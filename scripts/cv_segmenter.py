@@ -17,8 +17,9 @@ programmes of every other fold. Decoded audio (16 kHz) is cached per source file
 
 usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|v3-noise|v3-sing [--folds 4]
        [--cache /work/cache15] [--programmes-per-fold 25] [--members 2] [--hidden 96,48]
-       [--conv CHANNELS] [--draws N] [--smoothing JSON] [--average-with RECIPE[:HIDDEN[:SEED[:MEMBERS[:EPOCHS]]]]]
-       [--conv-share 0.5] [--json OUT.json]
+       [--conv CHANNELS] [--draws N] [--network-seeds S,...] [--smoothing JSON]
+       [--average-with RECIPE[:HIDDEN[:SEED[:MEMBERS[:EPOCHS]]]]] [--conv-share 0.5]
+       [--class-offsets SPEECH,MUSIC,OTHER] [--json OUT.json]
        [--debian DIR [--debian-programmes 25]] [--train-folds N]
 `--debian` adds make_segmenter_manifest.DEBIAN_MORE's packages (unpacked under DIR) as
 train-only sources: every fold also trains on programmes drawn from them, no fold tests on them.
@@ -465,13 +466,6 @@ def save_weights(weights: list[dict], target) -> None:
     np.savez(target, **flat)
 
 
-def classifier_from(weights: list[dict]) -> FrameClassifier:
-    buffer = io.BytesIO()
-    save_weights(weights, buffer)
-    buffer.seek(0)
-    return FrameClassifier.load(buffer)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="v3-data")
@@ -490,6 +484,11 @@ def main() -> int:
     ap.add_argument("--draws", type=int, default=1,
                     help="train on this many draws of programmes per fold (seeds SEED, SEED+1, ...): "
                          "more hours of the same sources")
+    ap.add_argument("--network-seeds", default=None, metavar="S,...",
+                    help="train --members networks per seed on the same programmes and average "
+                         "them all (default: --seed)")
+    ap.add_argument("--class-offsets", default="0,0,0", metavar="SPEECH,MUSIC,OTHER",
+                    help="added to the fold networks' log-probabilities before smoothing")
     ap.add_argument("--only-fold", type=int, default=None)
     ap.add_argument("--train-folds", type=int, default=None, metavar="N",
                     help="train on the N folds after the test fold only (a learning curve: how "
@@ -532,6 +531,10 @@ def main() -> int:
     rows += extra
     scorer = load_score_module()
     params = smoothing(args.smoothing)
+    offsets = tuple(float(v) for v in args.class_offsets.split(","))
+    if len(offsets) != 3:
+        ap.error("--class-offsets needs 3 numbers")
+    network_seeds = [int(v) for v in args.network_seeds.split(",")] if args.network_seeds else [args.seed]
     hidden = tuple(int(h) for h in args.hidden.split(","))
     results, networks = [], {}
     began = time.time()
@@ -559,26 +562,28 @@ def main() -> int:
             y = np.concatenate([s[1] for s in sets])
             train_frames = len(x)
         # trained networks are kept, so other smoothing settings rescore without retraining
-        saved = saved_weights(
-            args, args.recipe, f"c{args.conv}" if args.conv else args.hidden, fold,
-            (f"-{train_only_name(fold_of)}x{args.debian_programmes}" if extra else "")
-            + (f"-t{args.train_folds}" if args.train_folds else "")
-            + (f"-d{args.draws}" if args.draws > 1 else ""),
-        )
-        if saved.exists():
-            classifier = FrameClassifier.load(saved)
-        else:
-            weights = []
-            for member in range(args.members):
-                seed = args.seed + 100 * member
-                if args.conv:
-                    w, _ = ts.train_conv(sequences, channels=args.conv, epochs=args.epochs, seed=seed)
-                else:
-                    w, _ = ts.train(x, y, x[:2000], y[:2000], hidden=hidden, epochs=args.epochs,
-                                    seed=seed)
-                weights.append(w)
-            classifier = classifier_from(weights)
-            save_weights(weights, saved)
+        members = []
+        for network_seed in network_seeds:
+            saved = saved_weights(
+                args, args.recipe, f"c{args.conv}" if args.conv else args.hidden, fold,
+                (f"-{train_only_name(fold_of)}x{args.debian_programmes}" if extra else "")
+                + (f"-t{args.train_folds}" if args.train_folds else "")
+                + (f"-d{args.draws}" if args.draws > 1 else "")
+                + (f"-n{network_seed}" if network_seed != args.seed else ""),
+            )
+            if not saved.exists():
+                weights = []
+                for member in range(args.members):
+                    seed = network_seed + 100 * member
+                    if args.conv:
+                        w, _ = ts.train_conv(sequences, channels=args.conv, epochs=args.epochs, seed=seed)
+                    else:
+                        w, _ = ts.train(x, y, x[:2000], y[:2000], hidden=hidden, epochs=args.epochs,
+                                        seed=seed)
+                    weights.append(w)
+                save_weights(weights, saved)
+            members += FrameClassifier.load(saved).members
+        classifier = FrameClassifier(tuple(members), "cv", args.conv_share)
         for spec in args.average_with:
             # another run's networks for this fold (run it first), averaged in
             other_recipe, other_hidden, other_seed, other_members, other_epochs = (
@@ -594,6 +599,7 @@ def main() -> int:
                 seed=int(other_seed) if other_seed else args.seed,
             ))
             classifier = FrameClassifier(classifier.members + other.members, "cv", args.conv_share)
+        classifier = dataclasses.replace(classifier, class_offsets=offsets)
         if args.audit:
             networks[fold] = classifier
             continue

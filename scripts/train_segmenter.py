@@ -18,6 +18,7 @@ usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/seg
        [--kind-weights 0.3,0.28,0.2,0.12,0.1] [--singing 0.2]
        python scripts/train_segmenter.py MANIFEST.csv --conv 64 [--epochs 20] ...  (ConvNets)
        python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz [--conv-share 0.5]
+                                         [--class-offsets SPEECH,MUSIC,OTHER]
 The flags after --speech-perturb are off or at v2's values by default (drawing no extra random
 numbers, so v2's command builds the programmes it built); segmenter-v2.md has v2's command and
 the cross-validated v3 candidate's.
@@ -798,12 +799,21 @@ def probabilities_of(model, x) -> np.ndarray:
         return torch.softmax(model(x), dim=1).numpy()
 
 
-def merge(paths: list[str], out: str, version: str, conv_share: float | None = None) -> None:
+def merge(
+    paths: list[str],
+    out: str,
+    version: str,
+    conv_share: float | None = None,
+    class_offsets: list[float] | None = None,
+) -> None:
     """One weights file whose members are all the members of `paths`, in order (and, with
-    MLPs and ConvNets, the ConvNets' share of the average)."""
+    MLPs and ConvNets, the ConvNets' share of the average; the class offsets of the average's
+    log-probabilities)."""
     weights = {"version": np.array(version)}
     if conv_share is not None:
         weights["conv_share"] = np.array(conv_share)
+    if class_offsets is not None:
+        weights["class_offsets"] = np.array(class_offsets, dtype=np.float64)
     count = 0
     for path in paths:
         with np.load(path, allow_pickle=False) as data:
@@ -864,6 +874,12 @@ def main() -> int:
         help="with --merge: the ConvNets' share of the average (default 0.5)",
     )
     ap.add_argument(
+        "--class-offsets",
+        default=None,
+        metavar="SPEECH,MUSIC,OTHER",
+        help="with --merge: added to the average's log-probabilities (the classes' priors)",
+    )
+    ap.add_argument(
         "--speech-perturb",
         type=float,
         default=0.0,
@@ -898,7 +914,12 @@ def main() -> int:
     ap.add_argument("--version", default="segmenter-v2")
     args = ap.parse_args()
     if args.merge:
-        merge(args.merge, args.out, args.version, args.conv_share)
+        offsets = None
+        if args.class_offsets is not None:
+            offsets = [float(v) for v in args.class_offsets.split(",")]
+            if len(offsets) != len(CLASSES):
+                ap.error(f"--class-offsets needs {len(CLASSES)} numbers")
+        merge(args.merge, args.out, args.version, args.conv_share, offsets)
         return 0
     if not args.manifest:
         ap.error("a manifest is needed (or --merge)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from audiokit.models.segmenter import (
     decisions_of,
     load_classifier,
 )
-from tests.conftest import NO_SHARED_DATA, SHARED_DATA, run_json, write_audio
+from tests.conftest import NO_SHARED_DATA, REPO, SHARED_DATA, run_json, write_audio
 
 SPEECH, MUSIC, NOISE, SILENCE = range(4)
 
@@ -279,6 +281,29 @@ def test_mlps_and_convnets_count_half_each_unless_the_file_says(tmp_path: Path):
         + 0.25 * convnets.probabilities(decisions.features, decisions.frames),
         atol=1e-6,
     )
+
+
+def test_class_offsets_move_the_priors_and_travel_in_the_weights_file(tmp_path: Path):
+    plain, _, _ = _trained_convnet(tmp_path)
+    shifted_path = tmp_path / "shifted.npz"
+    subprocess.run(
+        [sys.executable, "scripts/train_segmenter.py", "--merge", str(tmp_path / "conv.npz"),
+         "--class-offsets=-0.75,0,0.5", "--version", "test", "--out", str(shifted_path)],
+        cwd=REPO, check=True, capture_output=True,
+    )
+    shifted = FrameClassifier.load(shifted_path)
+    assert shifted.class_offsets == (-0.75, 0.0, 0.5)
+    decisions = decisions_of(_chord_then_noise(), frames=True)
+    before = plain.probabilities(decisions.features, decisions.frames)
+    after = shifted.probabilities(decisions.features, decisions.frames)
+    expected = before * np.exp([-0.75, 0.0, 0.5])
+    np.testing.assert_allclose(after, expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
+    assert (after[:, 0] < before[:, 0]).any() and (after[:, 0] <= before[:, 0] + 1e-7).all()
+    with np.load(shifted_path) as data:
+        arrays = dict(data)
+    np.savez(shifted_path, **(arrays | {"class_offsets": np.array([0.0, 1.0])}))
+    with pytest.raises(ValueError, match="class_offsets"):
+        FrameClassifier.load(shifted_path)
 
 
 def test_a_convnet_that_sees_other_than_its_frames_is_refused(tmp_path: Path):

@@ -455,15 +455,20 @@ class FrameClassifier:
     average counts `conv_share` and the MLPs' the rest (the kinds err on different audio; this
     way adding networks of one kind does not drown the other).
 
-    Weights file (`.npz`): `version`, `n_members`, optionally `conv_share` (default 0.5), and per
-    member `j` the arrays `m{j}_feature_mean`, `m{j}_feature_scale`, `m{j}_n_layers`,
-    `m{j}_w{i}`, `m{j}_b{i}`: an MLP's weights `(in, out)`; a ConvNet's `(out, in, taps)` plus
-    `m{j}_layout{i}` (dilation, stride, residual).
+    `class_offsets` (one per class) are added to the average's log-probabilities before it is
+    renormalised: how much more (or less) evidence a class needs than the networks learned to
+    ask for with their class-balanced losses.
+
+    Weights file (`.npz`): `version`, `n_members`, optionally `conv_share` (default 0.5) and
+    `class_offsets` (default none), and per member `j` the arrays `m{j}_feature_mean`,
+    `m{j}_feature_scale`, `m{j}_n_layers`, `m{j}_w{i}`, `m{j}_b{i}`: an MLP's weights
+    `(in, out)`; a ConvNet's `(out, in, taps)` plus `m{j}_layout{i}` (dilation, stride, residual).
     """
 
     members: tuple[MLP | ConvNet, ...]
     version: str
     conv_share: float = 0.5
+    class_offsets: tuple[float, ...] = (0.0,) * len(CLASSES)
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_PATH) -> FrameClassifier:
@@ -475,13 +480,16 @@ class FrameClassifier:
                     _member(data, f"m{j}_", path) for j in range(int(data["n_members"]))
                 )
                 conv_share = float(data["conv_share"]) if "conv_share" in data else 0.5
+                offsets = data["class_offsets"] if "class_offsets" in data else np.zeros(len(CLASSES))
         except (OSError, KeyError) as exc:
             raise ValueError(f"cannot read classifier weights {path}: {exc}") from None
         if not members:
             raise ValueError(f"{path}: no networks in the weights file")
         if not 0.0 < conv_share < 1.0:
             raise ValueError(f"{path}: conv_share must be between 0 and 1")
-        return cls(members, version, conv_share)
+        if offsets.shape != (len(CLASSES),) or not np.all(np.abs(offsets) <= 10.0):
+            raise ValueError(f"{path}: class_offsets must be {len(CLASSES)} numbers within ±10")
+        return cls(members, version, conv_share, tuple(float(v) for v in offsets))
 
     @cached_property
     def mlps(self) -> tuple[MLP, ...]:
@@ -512,9 +520,13 @@ class FrameClassifier:
                 raise ValueError("this classifier's convolutional networks need the frames")
             conv = self._conv_average(features.shape[-2], frames)
             if total is None:
-                return conv
-            total *= np.float32(1.0 - self.conv_share)
-            total += np.float32(self.conv_share) * conv
+                total = conv
+            else:
+                total *= np.float32(1.0 - self.conv_share)
+                total += np.float32(self.conv_share) * conv
+        if any(self.class_offsets):
+            total *= np.exp(np.array(self.class_offsets, dtype=np.float32))
+            total /= total.sum(axis=-1, keepdims=True)
         return total
 
     def _mlp_average(self, features: np.ndarray) -> np.ndarray:
