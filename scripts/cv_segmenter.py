@@ -24,7 +24,8 @@ usage: python scripts/cv_segmenter.py --recipe v2|v3-data|v3-aug|v3-noise|v3-sin
 `--debian` adds make_segmenter_manifest.DEBIAN_MORE's packages (unpacked under DIR) as
 train-only sources: every fold also trains on programmes drawn from them, no fold tests on them.
 segmenter-v3's row: `--recipe v3-sing --hidden 192,96 --average-with v2:96,48` after
-`--recipe v2`.
+`--recipe v2`. segmenter-v4's: `--recipe v3-sing --conv 64 --members 3 --epochs 20 --draws 4
+--network-seeds 0,7 --class-offsets=-0.75,0,0` with its smoothing (segmenter-v4.md).
        python scripts/cv_segmenter.py --write-manifest OUT.csv   (rows for train_segmenter.py)
 """
 

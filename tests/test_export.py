@@ -19,7 +19,8 @@ from tests.conftest import run_cli, run_json, write_audio
 def tone_silence_noise(sr: int, *, reverse: bool = False) -> np.ndarray:
     rng = np.random.default_rng(0)
     t = np.arange(3 * sr) / sr
-    parts = [0.4 * np.sin(2 * np.pi * 440 * t), np.zeros(2 * sr), 0.3 * rng.standard_normal(3 * sr)]
+    # 3 s of silence: longer than the segments' default min_segment_s (2 s), so it stays a segment
+    parts = [0.4 * np.sin(2 * np.pi * 440 * t), np.zeros(3 * sr), 0.3 * rng.standard_normal(3 * sr)]
     return np.concatenate(parts[::-1] if reverse else parts).astype(np.float32)
 
 

@@ -19,19 +19,20 @@ from tests.conftest import NO_CHROMIUM, REPO, run_cli, run_json, write_audio
 from tests.headless import chromium, load, not_blank
 
 
-def tone_silence_noise(sr: int) -> np.ndarray:
+def tone_silence_noise(sr: int, silence_s: int = 2) -> np.ndarray:
     rng = np.random.default_rng(0)
     t = np.arange(3 * sr) / sr
-    return np.concatenate([0.4 * np.sin(2 * np.pi * 440 * t), np.zeros(2 * sr), 0.3 * rng.standard_normal(3 * sr)])
+    return np.concatenate([0.4 * np.sin(2 * np.pi * 440 * t), np.zeros(silence_s * sr), 0.3 * rng.standard_normal(3 * sr)])
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("show")
     audio = root / "audio"
-    write_audio(audio / "talk" / "mix.wav", tone_silence_noise(16000)[:, None].astype(np.float32), 16000)
+    # 3 s of silence: longer than the segments' default min_segment_s (2 s), so it stays a segment
+    write_audio(audio / "talk" / "mix.wav", tone_silence_noise(16000, 3)[:, None].astype(np.float32), 16000)
     write_audio(
-        audio / "music" / "stereo.flac", np.stack([tone_silence_noise(22050)] * 2, 1).astype(np.float32) * 0.5, 22050
+        audio / "music" / "stereo.flac", np.stack([tone_silence_noise(22050, 3)] * 2, 1).astype(np.float32) * 0.5, 22050
     )
     (audio / "bad.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk that is not audio")
     out = root / "out"
@@ -69,7 +70,7 @@ def test_show_draws_from_the_tables(dataset: Path, tmp_path: Path):
     fig = file_figure(ds, "talk/mix.wav")
     assert labels_of(fig) == ["waveform", "log-mel\n(logmel table)", "segments", "RMS dBFS\n(spectral)"]
     title = fig._suptitle.get_text()
-    assert "talk/mix.wav" in title and "8.00 s" in title and "WAV/PCM_16" in title and "status: ok" in title
+    assert "talk/mix.wav" in title and "9.00 s" in title and "WAV/PCM_16" in title and "status: ok" in title
     # The band: one coloured span per segment, in the label's colour.
     segments = ds.segments("talk/mix.wav").to_pylist()
     spans = [p for p in fig.axes[2].patches]

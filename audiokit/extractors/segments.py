@@ -32,7 +32,7 @@ SPEECH, MUSIC, NOISE, SILENCE = range(4)
 
 @dataclass(frozen=True)
 class SegmentsParams:
-    min_segment_s: float = param(1.0, "stretches shorter than this merge into a neighbour, seconds", min=0, max=3600)
+    min_segment_s: float = param(2.0, "stretches shorter than this merge into a neighbour, seconds", min=0, max=3600)
     switch_penalty: float = param(
         12.0,
         "smoothing strength: log-probability cost of changing label (0 = frame-wise decisions)",
@@ -40,15 +40,15 @@ class SegmentsParams:
         max=1000,
     )
     max_pause_s: float = param(
-        0.5, "silence or noise shorter than this between speech counts as speech, seconds", min=0, max=3600
+        1.0, "silence or noise shorter than this between speech counts as speech, seconds", min=0, max=3600
     )
     silence_db: float = param(-60.0, "frames quieter than this (dBFS) are silence", min=-200, max=0)
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v3", check=check_file)
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v4", check=check_file)
 
 
 @dataclass(frozen=True)
 class SegmentProbsParams:
-    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v3", check=check_file)
+    weights: str | None = param(None, "classifier weights (.npz); none = the shipped segmenter-v4", check=check_file)
 
 
 # ---------------------------------------------------------------- pure smoothing logic
@@ -231,7 +231,7 @@ class _ClassifierStream:
 
 class _SegmenterBase(Extractor):
     # Bump `version` whenever the shipped weights change: re-runs then redo these tables.
-    version = 3
+    version = 4
     preload = ("scipy.fft",)
 
     def __init__(self, params, **kwargs):
@@ -248,7 +248,7 @@ class Segments(_SegmenterBase):
     name = "segments"
     table = "segments"
     description = (
-        "speech / music / noise / silence stretches covering each file (shipped model segmenter-v3)"
+        "speech / music / noise / silence stretches covering each file (shipped model segmenter-v4)"
     )
     Params = SegmentsParams
 

@@ -15,9 +15,10 @@ features inference computes):
    standard deviations, and the shares of voiced frames in held notes and at a steady pitch.
    Window means of the log-mel are taken relative to the window's own level, so the classifier
    sees spectral shape and modulation, not loudness.
-4. A few small MLPs (numpy inference), averaged, give p(speech), p(music), p(noise) for every
-   second frame (decision `k` is centred at `k * 0.04` s). A weights file may also hold
-   ConvNets over the per-frame vectors themselves, ±CONV_HALF frames around each decision.
+4. Small networks (numpy inference), averaged, give p(speech), p(music), p(noise) for every
+   second frame (decision `k` is centred at `k * 0.04` s): MLPs over those window statistics
+   and ConvNets over the per-frame vectors themselves, ±CONV_HALF frames around each decision
+   (the shipped segmenter-v4 is six ConvNets).
 
 Streaming needs 1 s of look-ahead (1.26 s for ConvNets), so `FrameFeatureStream` holds two to
 two and a half seconds of per-frame features (under 100 kB) plus the current block, whatever
@@ -55,7 +56,7 @@ LONG_HALF = max(WINDOW_HALVES)  # the stream's look-ahead for the window statist
 # a decision (1.26 s): the longest pattern of syllables, notes or beats they can use.
 CONV_HALF = 63
 CLASSES = ("speech", "music", "noise")
-WEIGHTS_PATH = Path(__file__).with_name("segmenter-v3.npz")
+WEIGHTS_PATH = Path(__file__).with_name("segmenter-v4.npz")
 
 _MEL_FLOOR = 1e-9  # -90 dB: keeps quiet bands from dominating the statistics
 _FINE_BINS = slice(3, 200)  # ~90 Hz – 6.2 kHz: where tonal partials live at this resolution
@@ -581,7 +582,8 @@ class FrameFeatureStream:
     `t + context` exists (or the file has ended), `context` being `LONG_HALF` or, when the
     stream hands out `frames` for ConvNets, `CONV_HALF`. Holds the last `context` frames' base
     vectors plus those not yet decided. Without frames it decides exactly as before ConvNets
-    existed (same stretches, so the same float rounding: segmenter-v3 rebuilds bit for bit).
+    existed (same stretches, so the same float rounding: segmenter-v3's MLPs rebuild bit for
+    bit).
     """
 
     def __init__(self, frames: bool = False):
