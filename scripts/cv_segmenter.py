@@ -532,9 +532,10 @@ def main() -> int:
     rows += extra
     scorer = load_score_module()
     params = smoothing(args.smoothing)
-    offsets = tuple(float(v) for v in args.class_offsets.split(","))
-    if len(offsets) != 3:
-        ap.error("--class-offsets needs 3 numbers")
+    try:
+        offsets = ts.parse_class_offsets(args.class_offsets)
+    except ValueError as exc:
+        ap.error(f"--class-offsets: {exc}")
     network_seeds = [int(v) for v in args.network_seeds.split(",")] if args.network_seeds else [args.seed]
     hidden = tuple(int(h) for h in args.hidden.split(","))
     results, networks = [], {}

@@ -799,12 +799,20 @@ def probabilities_of(model, x) -> np.ndarray:
         return torch.softmax(model(x), dim=1).numpy()
 
 
+def parse_class_offsets(text: str) -> tuple[float, ...]:
+    """`SPEECH,MUSIC,OTHER` → the three log-probability offsets; ValueError otherwise."""
+    offsets = tuple(float(v) for v in text.split(","))
+    if len(offsets) != len(CLASSES):
+        raise ValueError(f"class offsets need {len(CLASSES)} numbers, got {text!r}")
+    return offsets
+
+
 def merge(
     paths: list[str],
     out: str,
     version: str,
     conv_share: float | None = None,
-    class_offsets: list[float] | None = None,
+    class_offsets: tuple[float, ...] | None = None,
 ) -> None:
     """One weights file whose members are all the members of `paths`, in order (and, with
     MLPs and ConvNets, the ConvNets' share of the average; the class offsets of the average's
@@ -914,11 +922,10 @@ def main() -> int:
     ap.add_argument("--version", default="segmenter-v2")
     args = ap.parse_args()
     if args.merge:
-        offsets = None
-        if args.class_offsets is not None:
-            offsets = [float(v) for v in args.class_offsets.split(",")]
-            if len(offsets) != len(CLASSES):
-                ap.error(f"--class-offsets needs {len(CLASSES)} numbers")
+        try:
+            offsets = None if args.class_offsets is None else parse_class_offsets(args.class_offsets)
+        except ValueError as exc:
+            ap.error(f"--class-offsets: {exc}")
         merge(args.merge, args.out, args.version, args.conv_share, offsets)
         return 0
     if not args.manifest:
