@@ -18,7 +18,7 @@ usage: python scripts/train_segmenter.py MANIFEST.csv [--out audiokit/models/seg
        [--kind-weights 0.3,0.28,0.2,0.12,0.1] [--singing 0.2]
        python scripts/train_segmenter.py MANIFEST.csv --conv 64 [--epochs 20] ...  (ConvNets)
        python scripts/train_segmenter.py --merge A.npz B.npz ... --out ENSEMBLE.npz [--conv-share 0.5]
-                                         [--class-offsets SPEECH,MUSIC,OTHER]
+                                         [--class-offsets SPEECH,MUSIC,OTHER] [--float16]
 The flags after --speech-perturb are off or at v2's values by default (drawing no extra random
 numbers, so v2's command builds the programmes it built); segmenter-v2.md has v2's command and
 the cross-validated v3 candidate's.
@@ -813,10 +813,17 @@ def merge(
     version: str,
     conv_share: float | None = None,
     class_offsets: tuple[float, ...] | None = None,
+    float16: bool = False,
 ) -> None:
     """One weights file whose members are all the members of `paths`, in order (and, with
     MLPs and ConvNets, the ConvNets' share of the average; the class offsets of the average's
-    log-probabilities)."""
+    log-probabilities). `float16` stores the weight matrices in half precision: half the file,
+    and inference, which reads them into float32, changes in the fourth decimal."""
+
+    def stored(name: str, value: np.ndarray) -> np.ndarray:
+        is_matrix = name[0] == "w" and name[1:].isdigit()
+        return value.astype(np.float16) if float16 and is_matrix else value
+
     weights = {"version": np.array(version)}
     if conv_share is not None:
         weights["conv_share"] = np.array(conv_share)
@@ -828,14 +835,15 @@ def merge(
             if "n_members" not in data.files:  # one bare network (early v1 runs)
                 for key in data.files:
                     if key != "version":
-                        weights[f"m{count}_{key}"] = data[key]
+                        weights[f"m{count}_{key}"] = stored(key, data[key])
                 count += 1
                 continue
             for member in range(int(data["n_members"])):
                 prefix = f"m{member}_"
                 for key in data.files:
                     if key.startswith(prefix):
-                        weights[f"m{count}_{key[len(prefix) :]}"] = data[key]
+                        name = key[len(prefix) :]
+                        weights[f"m{count}_{name}"] = stored(name, data[key])
                 count += 1
     weights["n_members"] = np.array(count)
     np.savez_compressed(out, **weights)
@@ -882,6 +890,11 @@ def main() -> int:
         help="with --merge: the ConvNets' share of the average (default 0.5)",
     )
     ap.add_argument(
+        "--float16",
+        action="store_true",
+        help="with --merge: store the weight matrices in half precision (half the file)",
+    )
+    ap.add_argument(
         "--class-offsets",
         default=None,
         metavar="SPEECH,MUSIC,OTHER",
@@ -926,7 +939,7 @@ def main() -> int:
             offsets = None if args.class_offsets is None else parse_class_offsets(args.class_offsets)
         except ValueError as exc:
             ap.error(f"--class-offsets: {exc}")
-        merge(args.merge, args.out, args.version, args.conv_share, offsets)
+        merge(args.merge, args.out, args.version, args.conv_share, offsets, args.float16)
         return 0
     if not args.manifest:
         ap.error("a manifest is needed (or --merge)")

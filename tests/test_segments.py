@@ -123,7 +123,7 @@ def test_runs_cover_the_path():
 
 
 def test_shipped_weights_load_and_give_probabilities():
-    assert WEIGHTS_PATH.exists() and WEIGHTS_PATH.stat().st_size < 3_500_000
+    assert WEIGHTS_PATH.exists() and WEIGHTS_PATH.stat().st_size < 2 * 2**20  # weights in float16
     model = FrameClassifier.load()
     assert model.version.startswith("segmenter-v4")
     assert len(model.convnets) == 6 and not model.mlps
@@ -324,6 +324,17 @@ def test_class_offsets_move_the_priors_and_travel_in_the_weights_file(tmp_path: 
     expected = before * np.exp([-0.75, 0.0, 0.5])
     np.testing.assert_allclose(after, expected / expected.sum(axis=1, keepdims=True), atol=1e-6)
     assert (after[:, 0] < before[:, 0]).any() and (after[:, 0] <= before[:, 0] + 1e-7).all()
+    # --float16 halves the file (the shipped one is stored so); probabilities barely move
+    half_path = tmp_path / "half.npz"
+    subprocess.run(
+        [sys.executable, "scripts/train_segmenter.py", "--merge", str(shifted_path), "--float16",
+         "--class-offsets=-0.75,0,0.5", "--version", "test", "--out", str(half_path)],
+        cwd=REPO, check=True, capture_output=True,
+    )
+    with np.load(half_path) as data:
+        assert data["m0_w0"].dtype == np.float16 and data["m0_b0"].dtype == np.float32
+    half = FrameClassifier.load(half_path).probabilities(decisions.features, decisions.frames)
+    np.testing.assert_allclose(half, after, atol=2e-3)
     with np.load(shifted_path) as data:
         arrays = dict(data)
     np.savez(shifted_path, **(arrays | {"class_offsets": np.array([0.0, 1.0])}))
